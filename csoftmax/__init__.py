@@ -1,0 +1,32 @@
+"""csoftmax: fast, numerically stable softmax (multinomial logistic) regression.
+
+Notation: weights ``W`` (K, D), inputs ``X`` (N, D), intercepts ``b`` (K,),
+integer labels ``y`` (N,) or targets ``Y`` (N, K), sample weights (N,).
+"""
+
+from ._config import openmp_enabled, show_config
+from ._functions import (
+    log_likelihood,
+    log_likelihood_gradient,
+    log_softmax,
+    logsumexp,
+    loss_and_gradient,
+    predict,
+    predict_proba,
+    softmax,
+)
+from ._version import __version__
+
+__all__ = [
+    "__version__",
+    "log_likelihood",
+    "log_likelihood_gradient",
+    "log_softmax",
+    "logsumexp",
+    "loss_and_gradient",
+    "openmp_enabled",
+    "predict",
+    "predict_proba",
+    "show_config",
+    "softmax",
+]

@@ -1,0 +1,379 @@
+"""Public functions: validate with ``_validation``, then dispatch to the kernels.
+
+Notation (see the README): ``W`` (K, D) weights, ``X`` (N, D) inputs, ``b``
+(K,) intercepts, logits ``z_n = W x_n + b``, ``p_n = softmax(z_n)``, labels
+``y`` (N,) or targets ``Y`` (N, K), sample weights ``w`` (N,).
+"""
+
+import numpy as np
+
+from ._dispatch import kernels as _kernels
+from ._threads import resolve_n_threads
+from ._validation import (
+    as_bias,
+    as_float_matrix,
+    as_sample_weight,
+    as_targets,
+    as_weights,
+    check_l2,
+    check_out,
+    check_reduction,
+    raise_bad_label,
+    raise_nonfinite,
+    weight_total,
+)
+
+__all__ = [
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "predict_proba",
+    "predict",
+    "log_likelihood",
+    "log_likelihood_gradient",
+    "loss_and_gradient",
+]
+
+# Status bits of the kernels (see _dense_impl.pxi).
+_STATUS_NO_MEMORY = 1
+_STATUS_BAD_LABEL = 2
+
+_ROWWISE_SOFTMAX, _ROWWISE_LOG_SOFTMAX, _ROWWISE_LOGSUMEXP = 0, 1, 2
+
+
+def _check_status(status):
+    if status & _STATUS_NO_MEMORY:
+        raise MemoryError("csoftmax: could not allocate the kernels' scratch buffers")
+
+
+# ---------------------------------------------------------------------------
+# Row-wise functions of a logit matrix
+# ---------------------------------------------------------------------------
+
+
+def _rowwise(Z, out, n_threads, mode):
+    Z = as_float_matrix(Z, "Z")
+    n_rows, n_cols = Z.shape
+    if n_cols == 0:
+        raise ValueError(f"Z must have at least one column (class); got shape {Z.shape}")
+    nt = resolve_n_threads(n_threads)
+    shape = (n_rows,) if mode == _ROWWISE_LOGSUMEXP else (n_rows, n_cols)
+    if out is None:
+        out = np.empty(shape, dtype=Z.dtype)
+    else:
+        check_out(out, "out", shape, Z.dtype, (("Z", Z),))
+    if mode == _ROWWISE_LOGSUMEXP:
+        status, n_bad = _kernels.rowwise(Z, None, out, mode, nt)
+    else:
+        status, n_bad = _kernels.rowwise(Z, out, None, mode, nt)
+    _check_status(status)
+    if n_bad:
+        row_max = Z.max(axis=1)
+        bad = ~np.isfinite(row_max) | np.isnan(Z).any(axis=1)
+        first = int(np.flatnonzero(bad)[0]) if bad.any() else -1
+        raise ValueError(
+            f"Z has {n_bad} row(s) with NaN, +inf or no finite entry (first: row {first}); "
+            "every row needs a finite maximum (-inf entries are allowed)"
+        )
+    return out
+
+
+def softmax(Z, *, out=None, n_threads=None):
+    """Row-wise softmax ``exp(z_k - max z) / sum_j exp(z_j - max z)``.
+
+    Parameters
+    ----------
+    Z : array_like of shape (N, K)
+        Logits; float32 stays float32, other real dtypes become float64.
+        Entries may be ``-inf`` (probability 0) when the row has a finite maximum.
+    out : ndarray of shape (N, K), optional
+        C-contiguous, writable, of Z's float dtype, not overlapping Z.
+    n_threads : int, optional
+        Threads to use: None for every usable core, negative to count back.
+
+    Returns
+    -------
+    ndarray of shape (N, K)
+        Rows are non-negative and sum to 1.
+
+    Examples
+    --------
+    >>> import numpy as np, csoftmax
+    >>> csoftmax.softmax(np.array([[0.0, 0.0], [1000.0, 0.0]]))
+    array([[0.5, 0.5],
+           [1. , 0. ]])
+    """
+    return _rowwise(Z, out, n_threads, _ROWWISE_SOFTMAX)
+
+
+def log_softmax(Z, *, out=None, n_threads=None):
+    """Row-wise log-softmax ``z_k - logsumexp(z)``, exact for very negative values.
+
+    Parameters and errors as :func:`softmax`.
+
+    Examples
+    --------
+    >>> import numpy as np, csoftmax
+    >>> csoftmax.log_softmax(np.array([[0.0, -1e4]]))
+    array([[     0., -10000.]])
+    """
+    return _rowwise(Z, out, n_threads, _ROWWISE_LOG_SOFTMAX)
+
+
+def logsumexp(Z, *, out=None, n_threads=None):
+    """Row-wise ``log(sum_k exp(z_k))``, computed as ``max z + log(sum exp(z - max z))``.
+
+    Parameters as :func:`softmax`; ``out`` has shape (N,).
+
+    Returns
+    -------
+    ndarray of shape (N,)
+
+    Examples
+    --------
+    >>> import numpy as np, csoftmax
+    >>> float(csoftmax.logsumexp(np.array([[1e4, 1e4]]))[0])
+    10000.693147180559
+    """
+    return _rowwise(Z, out, n_threads, _ROWWISE_LOGSUMEXP)
+
+
+# ---------------------------------------------------------------------------
+# The model: prediction
+# ---------------------------------------------------------------------------
+
+
+def _model_inputs(W, X, b):
+    X = as_float_matrix(X, "X")
+    W = as_weights(W, X.dtype, X.shape[1], "W")
+    b = as_bias(b, X.dtype, W.shape[0], "b")
+    return W, X, b
+
+
+def predict_proba(W, X, b=None, *, out=None, n_threads=None):
+    """Class probabilities ``softmax(W x_n + b)`` of every row of X.
+
+    Parameters
+    ----------
+    W : array_like of shape (K, D)
+        Weights; cast to X's float dtype.
+    X : array_like of shape (N, D)
+        Inputs: float32 or float64 (kept), bool or integer (as float64).
+        Any memory layout; C-contiguous is fastest.
+    b : array_like of shape (K,), optional
+        Intercepts.
+    out : ndarray of shape (N, K), optional
+        C-contiguous writable buffer of X's float dtype.
+    n_threads : int, optional
+        None for every usable core, negative to count back; 0 is an error.
+
+    Returns
+    -------
+    ndarray of shape (N, K)
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes, or NaN/inf in X, W or b (the message names which).
+
+    Examples
+    --------
+    >>> import numpy as np, csoftmax
+    >>> W = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> csoftmax.predict_proba(W, np.array([[0.0, 0.0], [2.0, 0.0]])).round(3)
+    array([[0.5  , 0.5  ],
+           [0.881, 0.119]])
+    """
+    W, X, b = _model_inputs(W, X, b)
+    nt = resolve_n_threads(n_threads)
+    shape = (X.shape[0], W.shape[0])
+    if out is None:
+        out = np.empty(shape, dtype=X.dtype)
+    else:
+        check_out(out, "out", shape, X.dtype, (("X", X), ("W", W), ("b", b)))
+    status, n_bad = _kernels.predict_rows(X, W, b, out, None, nt)
+    _check_status(status)
+    if n_bad:
+        raise_nonfinite((("X", X), ("W", W), ("b", b)), "predicted probabilities")
+    return out
+
+
+def predict(W, X, b=None, *, n_threads=None):
+    """Most probable class ``argmax_k (W x_n + b)_k`` of every row (first on ties).
+
+    Parameters as :func:`predict_proba`.
+
+    Returns
+    -------
+    ndarray of shape (N,), dtype int64
+
+    Examples
+    --------
+    >>> import numpy as np, csoftmax
+    >>> csoftmax.predict(np.eye(3), np.array([[0.1, 0.7, 0.2], [0.0, 0.0, 1.0]]))
+    array([1, 2])
+    """
+    W, X, b = _model_inputs(W, X, b)
+    nt = resolve_n_threads(n_threads)
+    labels = np.empty(X.shape[0], dtype=np.int64)
+    status, n_bad = _kernels.predict_rows(X, W, b, None, labels, nt)
+    _check_status(status)
+    if n_bad:
+        raise_nonfinite((("X", X), ("W", W), ("b", b)), "the logits")
+    return labels
+
+
+# ---------------------------------------------------------------------------
+# The model: log-likelihood and its gradient
+# ---------------------------------------------------------------------------
+
+
+def _fit_inputs(W, X, y, b, sample_weight):
+    W, X, b = _model_inputs(W, X, b)
+    labels, targets = as_targets(y, X.shape[0], W.shape[0], "y")
+    weights = as_sample_weight(sample_weight, X.shape[0])
+    return W, X, b, labels, targets, weights
+
+
+def _run_loss_gradient(W, X, b, labels, targets, weights, scale, l2, grad_W, grad_b, nt):
+    loss_sum, status, n_nonfinite, sum_sq_W = _kernels.loss_gradient(
+        X, W, b, labels, targets, weights, scale, l2, grad_W, grad_b, nt
+    )
+    _check_status(status)
+    if status & _STATUS_BAD_LABEL:
+        raise_bad_label(labels, W.shape[0])
+    if n_nonfinite or not np.isfinite(loss_sum):
+        raise_nonfinite(
+            (("X", X), ("W", W), ("b", b), ("sample_weight", weights)),
+            "the log-likelihood" if grad_W is None else "the log-likelihood or its gradient",
+        )
+    return loss_sum, sum_sq_W
+
+
+def log_likelihood(W, X, y, b=None, *, sample_weight=None, n_threads=None):
+    """Log-likelihood ``L = sum_n w_n sum_k y_nk ln softmax_k(W x_n + b)`` (a sum, <= 0).
+
+    Parameters
+    ----------
+    W : array_like of shape (K, D)
+    X : array_like of shape (N, D)
+    y : array_like of shape (N,) or (N, K)
+        Integer labels in [0, K), or non-negative targets (one-hot or soft;
+        rows need not sum to 1).
+    b : array_like of shape (K,), optional
+    sample_weight : array_like of shape (N,), optional
+        Finite, non-negative weights w_n (default 1).
+    n_threads : int, optional
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> import numpy as np, csoftmax
+    >>> round(csoftmax.log_likelihood(np.zeros((2, 3)), np.ones((4, 3)), [0, 1, 1, 0]), 6)
+    -2.772589
+    """
+    W, X, b, labels, targets, weights = _fit_inputs(W, X, y, b, sample_weight)
+    nt = resolve_n_threads(n_threads)
+    loss_sum, _ = _run_loss_gradient(W, X, b, labels, targets, weights, 0.0, 0.0, None, None, nt)
+    return -loss_sum if loss_sum else 0.0
+
+
+def log_likelihood_gradient(W, X, y, b=None, *, sample_weight=None, out=None, n_threads=None):
+    """Gradient ``dL/dW = sum_n w_n (y_n - (sum_k y_nk) p_n) x_n^T`` of :func:`log_likelihood`.
+
+    Parameters as :func:`log_likelihood`, and
+    out : ndarray of shape (K, D), optional
+        C-contiguous writable buffer of X's float dtype.
+
+    Returns
+    -------
+    ndarray of shape (K, D)
+
+    Examples
+    --------
+    >>> import numpy as np, csoftmax
+    >>> csoftmax.log_likelihood_gradient(np.zeros((2, 1)), np.ones((2, 1)), [0, 0])
+    array([[ 1.],
+           [-1.]])
+    """
+    W, X, b, labels, targets, weights = _fit_inputs(W, X, y, b, sample_weight)
+    nt = resolve_n_threads(n_threads)
+    if out is None:
+        out = np.empty(W.shape, dtype=X.dtype)
+    else:
+        check_out(out, "out", W.shape, X.dtype, (("X", X), ("W", W), ("b", b), ("y", labels), ("y", targets)))
+    _run_loss_gradient(W, X, b, labels, targets, weights, -1.0, 0.0, out, None, nt)
+    return out
+
+
+def loss_and_gradient(
+    W,
+    X,
+    y,
+    b=None,
+    *,
+    sample_weight=None,
+    l2=0.0,
+    reduction="mean",
+    n_threads=None,
+    grad_W_out=None,
+    grad_b_out=None,
+):
+    """Loss and gradients in the minimisation form used by optimisers.
+
+    ``loss = -L / S + (l2 / 2) ||W||_F^2`` with ``S = sum_n w_n`` for
+    ``reduction="mean"`` and ``S = 1`` for ``"sum"``; b is not penalised.
+    One pass over X: logits, softmax, loss and the gradient are fused per
+    chunk of rows, and no (N, K) temporary is made.
+
+    Parameters
+    ----------
+    W, X, y, b, sample_weight
+        As in :func:`log_likelihood`.
+    l2 : float, default 0
+        L2 penalty on W.
+    reduction : {"mean", "sum"}, default "mean"
+    n_threads : int, optional
+    grad_W_out : ndarray of shape (K, D), optional
+    grad_b_out : ndarray of shape (K,), optional
+        Out-buffers (C-contiguous, writable, X's float dtype); ``grad_b_out``
+        only when b is given.
+
+    Returns
+    -------
+    loss : float
+    grad_W : ndarray of shape (K, D)
+    grad_b : ndarray of shape (K,) or None
+        None when b is None.
+
+    Examples
+    --------
+    >>> import numpy as np, csoftmax
+    >>> loss, gW, gb = csoftmax.loss_and_gradient(np.zeros((2, 1)), np.ones((2, 1)), [0, 0], np.zeros(2))
+    >>> round(loss, 6), gW.ravel(), gb
+    (0.693147, array([-0.5,  0.5]), array([-0.5,  0.5]))
+    """
+    W, X, b, labels, targets, weights = _fit_inputs(W, X, y, b, sample_weight)
+    check_reduction(reduction)
+    l2 = check_l2(l2)
+    total = weight_total(weights, X.shape[0], reduction)
+    nt = resolve_n_threads(n_threads)
+    inputs = (("X", X), ("W", W), ("b", b), ("y", labels), ("y", targets), ("sample_weight", weights))
+    if grad_W_out is None:
+        grad_W_out = np.empty(W.shape, dtype=X.dtype)
+    else:
+        check_out(grad_W_out, "grad_W_out", W.shape, X.dtype, inputs)
+    if b is None:
+        if grad_b_out is not None:
+            raise ValueError("grad_b_out was given but b is None: there is no intercept gradient")
+    elif grad_b_out is None:
+        grad_b_out = np.empty(W.shape[0], dtype=X.dtype)
+    else:
+        check_out(grad_b_out, "grad_b_out", (W.shape[0],), X.dtype, inputs + (("grad_W_out", grad_W_out),))
+    scale = 1.0 / total
+    loss_sum, sum_sq_W = _run_loss_gradient(W, X, b, labels, targets, weights, scale, l2, grad_W_out, grad_b_out, nt)
+    loss = loss_sum * scale + 0.5 * l2 * sum_sq_W
+    return loss, grad_W_out, grad_b_out

@@ -1,0 +1,259 @@
+"""The one place where user input is checked and converted.
+
+Every public function funnels its arguments through these helpers before the
+compiled kernels see them, so the kernels may assume: float32/float64 arrays of
+the right ndim and matching shapes, strides that are whole multiples of the
+item size, native byte order, contiguous 1-D vectors, writable C-contiguous
+out-buffers that overlap no input.  Messages name the argument and say what
+was expected and what was received.
+
+Non-finite values in X, W, b and sample weights are *not* searched for here:
+that would cost an extra pass over X on every call.  The kernels' results are
+the cheap signal (a NaN or inf in any input makes the loss or a row
+non-finite), and :func:`raise_nonfinite` then finds the culprit.
+"""
+
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_FLOAT64 = np.dtype(np.float64)
+_INT64 = np.dtype(np.int64)
+REDUCTIONS = ("mean", "sum")
+
+
+def _describe(obj):
+    if isinstance(obj, np.ndarray):
+        return f"array of dtype {obj.dtype} and shape {obj.shape}"
+    return f"{type(obj).__name__}"
+
+
+def _as_array(value, name):
+    """``np.asarray`` that turns conversion failures into a TypeError naming ``name``."""
+    if isinstance(value, np.ndarray):
+        return value
+    if value is None or isinstance(value, (str, bytes, dict, set)):
+        raise TypeError(f"{name} must be array-like of numbers; got {_describe(value)}")
+    if hasattr(value, "tocsr") and hasattr(value, "nnz"):
+        raise TypeError(f"{name}: sparse matrices are not supported here; got {type(value).__name__}")
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be array-like of numbers; could not convert {_describe(value)}: {exc}") from None
+
+
+def _fix_layout(arr):
+    """Native byte order and strides that are whole multiples of the item size."""
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    itemsize = arr.dtype.itemsize
+    if any(s % itemsize for s in arr.strides):
+        arr = np.ascontiguousarray(arr)
+    return arr
+
+
+def _check_ndim(arr, ndim, name, what):
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D array {what}; got ndim={arr.ndim} with shape {arr.shape}")
+
+
+def as_float_matrix(X, name="X"):
+    """A 2-D float32/float64 array; bool and integer data become float64.
+
+    F-ordered and strided arrays are kept as they are (the kernels read any
+    strides): no copy of X is made for a float32/float64 input.
+    """
+    X = _as_array(X, name)
+    dtype = X.dtype
+    if dtype not in FLOAT_DTYPES:
+        if dtype.kind in "biu":
+            X = X.astype(np.float64)
+        else:
+            raise TypeError(
+                f"{name} must hold real numbers of dtype float32 or float64 (bool and integer "
+                f"are converted to float64); got dtype {dtype}"
+            )
+    _check_ndim(X, 2, name, "of shape (n_samples, n_features)")
+    return _fix_layout(X)
+
+
+def as_weights(W, dtype, n_features, name="W"):
+    """W of shape (K, D) in ``dtype`` (a float copy only when the dtype differs)."""
+    W = _as_array(W, name)
+    if W.dtype.kind not in "biuf" or W.dtype.itemsize > 8 or W.dtype == np.float16:
+        raise TypeError(f"{name} must hold real numbers (float32 or float64); got dtype {W.dtype}")
+    _check_ndim(W, 2, name, "of shape (n_classes, n_features)")
+    if W.shape[0] < 1:
+        raise ValueError(f"{name} must have at least one row (class); got shape {W.shape}")
+    if W.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {W.shape[1]} features (columns) but X has {n_features}: "
+            f"expected {name} of shape (n_classes, {n_features}), got {W.shape}"
+        )
+    if W.dtype != dtype:
+        W = W.astype(dtype)
+    return _fix_layout(W)
+
+
+def as_bias(b, dtype, n_classes, name="b"):
+    """b of shape (K,) in ``dtype``, contiguous; None stays None."""
+    if b is None:
+        return None
+    b = _as_array(b, name)
+    if b.dtype.kind not in "biuf" or b.dtype.itemsize > 8 or b.dtype == np.float16:
+        raise TypeError(f"{name} must hold real numbers (float32 or float64); got dtype {b.dtype}")
+    _check_ndim(b, 1, name, "of shape (n_classes,)")
+    if b.shape[0] != n_classes:
+        raise ValueError(f"{name} must have shape ({n_classes},) to match W's {n_classes} classes; got {b.shape}")
+    return np.ascontiguousarray(b, dtype=dtype)
+
+
+def as_targets(y, n_samples, n_classes, name="y"):
+    """Labels (N,) as contiguous int64, or soft targets (N, K) as float64.
+
+    Returns ``(labels, targets)`` with exactly one of them not None.  Label
+    range is checked by the kernel (no extra pass); see :func:`raise_bad_label`.
+    """
+    y = _as_array(y, name)
+    kind = y.dtype.kind
+    if y.ndim == 1:
+        if y.shape[0] != n_samples:
+            raise ValueError(f"{name} has {y.shape[0]} labels but X has {n_samples} rows")
+        if kind in "iub":
+            if y.dtype != _INT64 or not y.flags.c_contiguous:
+                if kind == "u" and y.dtype.itemsize == 8 and y.size and y.max() > np.iinfo(np.int64).max:
+                    raise ValueError(f"{name} holds a label out of range [0, {n_classes}): {y.max()}")
+                y = np.ascontiguousarray(y, dtype=np.int64)
+            return y, None
+        if kind == "f":
+            if y.size:
+                finite = np.isfinite(y)
+                if not finite.all():
+                    i = int(np.flatnonzero(~finite)[0])
+                    raise ValueError(f"{name} must hold integer class labels; got {y[i]} at index {i}")
+                frac = y != np.floor(y)
+                if frac.any():
+                    i = int(np.flatnonzero(frac)[0])
+                    raise ValueError(
+                        f"{name} must hold integer class labels in [0, {n_classes}); got non-integer {y[i]} at index {i}"
+                    )
+            return np.ascontiguousarray(y, dtype=np.int64), None
+        raise TypeError(
+            f"{name} must hold integer class labels in [0, {n_classes}) or be an (N, K) array of "
+            f"targets; got dtype {y.dtype}"
+        )
+    if y.ndim == 2:
+        if y.shape != (n_samples, n_classes):
+            raise ValueError(
+                f"{name} as targets must have shape (n_samples, n_classes) = ({n_samples}, {n_classes}); got {y.shape}"
+            )
+        if kind not in "biuf" or y.dtype.itemsize > 8 or y.dtype == np.float16:
+            raise TypeError(f"{name} targets must hold real numbers; got dtype {y.dtype}")
+        if y.dtype != _FLOAT64:
+            y = y.astype(np.float64)
+        y = _fix_layout(y)
+        if y.size:
+            low = y.min()
+            if not (low >= 0.0) or not np.isfinite(y.max()):
+                bad = ~(np.isfinite(y) & (y >= 0))
+                r, c = (int(v) for v in np.argwhere(bad)[0])
+                raise ValueError(
+                    f"{name} targets must be finite and non-negative; got {y[r, c]} at row {r}, column {c}"
+                )
+        return None, y
+    raise ValueError(
+        f"{name} must be 1-D labels of shape ({n_samples},) or 2-D targets of shape "
+        f"({n_samples}, {n_classes}); got ndim={y.ndim} with shape {y.shape}"
+    )
+
+
+def as_sample_weight(sample_weight, n_samples, name="sample_weight"):
+    """Weights (N,) as contiguous float64, or None; must be finite and non-negative."""
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, numbers.Real) and not isinstance(sample_weight, bool):
+        sample_weight = np.full(n_samples, float(sample_weight))
+    w = _as_array(sample_weight, name)
+    if w.dtype.kind not in "biuf" or w.dtype.itemsize > 8:
+        raise TypeError(f"{name} must hold real numbers; got dtype {w.dtype}")
+    _check_ndim(w, 1, name, f"of shape ({n_samples},)")
+    if w.shape[0] != n_samples:
+        raise ValueError(f"{name} has {w.shape[0]} entries but X has {n_samples} rows")
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    if w.size and not (w.min() >= 0.0 and np.isfinite(w.max())):
+        bad = ~(np.isfinite(w) & (w >= 0))
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name} must be finite and non-negative; got {w[i]} at index {i}")
+    return w
+
+
+def check_reduction(reduction):
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be 'mean' or 'sum'; got {reduction!r}")
+
+
+def weight_total(weights, n_samples, reduction):
+    """The divisor S of the loss: sum of weights (or N) for 'mean', 1 for 'sum'."""
+    if reduction == "sum":
+        return 1.0
+    total = float(n_samples) if weights is None else float(weights.sum())
+    if not total > 0.0:
+        raise ValueError(
+            "reduction='mean' divides by the sum of sample weights, which is 0 here "
+            f"(n_samples={n_samples}); use reduction='sum' or give positive weights"
+        )
+    return total
+
+
+def check_l2(l2):
+    if isinstance(l2, bool) or not isinstance(l2, numbers.Real):
+        raise TypeError(f"l2 must be a real number >= 0; got {type(l2).__name__} {l2!r}")
+    l2 = float(l2)
+    if not (l2 >= 0.0 and np.isfinite(l2)):
+        raise ValueError(f"l2 must be a finite number >= 0; got {l2}")
+    return l2
+
+
+def check_out(out, name, shape, dtype, inputs):
+    """An out-buffer must match exactly: ndarray, shape, dtype, C order, writable, no overlap."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray; got {type(out).__name__}")
+    if out.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}; got {out.shape}")
+    if out.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype)}; got {out.dtype}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} must be writable; got a read-only array")
+    if not out.dtype.isnative:
+        raise ValueError(f"{name} must be in native byte order")
+    for other_name, other in inputs:
+        if other is not None and isinstance(other, np.ndarray) and np.may_share_memory(out, other):
+            try:
+                overlap = np.shares_memory(out, other, max_work=1 << 20)
+            except np.exceptions.TooHardError:
+                overlap = True
+            if overlap:
+                raise ValueError(f"{name} must not overlap the input {other_name}")
+    return out
+
+
+def raise_nonfinite(arrays, what="the result"):
+    """Name the first input holding NaN or inf; if none, the computation overflowed."""
+    for name, arr in arrays:
+        if arr is not None and arr.size and not np.isfinite(arr).all():
+            index = tuple(int(v) for v in np.argwhere(~np.isfinite(arr))[0])
+            where = index[0] if len(index) == 1 else index
+            raise ValueError(f"{name} contains NaN or infinity (first at index {where}: {arr[index]})")
+    raise ValueError(
+        f"{what} is not finite although every input is: the logits overflowed the floating-point "
+        "range; rescale X or W"
+    )
+
+
+def raise_bad_label(labels, n_classes, name="y"):
+    bad = (labels < 0) | (labels >= n_classes)
+    i = int(np.flatnonzero(bad)[0])
+    raise ValueError(f"{name} holds a label out of range [0, {n_classes}): {labels[i]} at index {i}")
