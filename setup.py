@@ -11,6 +11,8 @@ What it does, and why:
   from the same Cython source; ``csoftmax._dispatch`` picks one at import
   time from the CPU's features.  This keeps the default build portable (no
   ``-march=native``) while the hot loops still get wide vectors.
+* The compiled modules are copied into the source tree too (git-ignored), so
+  that a checkout where ``pip install .`` ran can also be used in place.
 * Never ``-ffast-math``: it lets the compiler assume no inf/NaN, which breaks
   the non-finite detection that the wrappers rely on.
 
@@ -202,10 +204,14 @@ class BuildExt(build_ext):
 
     def run(self):
         build_ext.run(self)
-        # setuptools builds in-place extensions in build_lib and copies them
-        # to the source tree afterwards; do the same for the build record.
+        # The compiled modules are also copied next to the sources (as an
+        # in-place build would), so that ``python -m csoftmax`` run from the
+        # checkout, where the current directory comes first on sys.path, finds
+        # a working package after ``pip install .``.  They are git-ignored.
+        if not self.inplace:
+            self.copy_extensions_to_source()
         content = getattr(self, "_build_info", None)
-        if self.inplace and content is not None:
+        if content is not None:
             here = os.path.dirname(os.path.abspath(__file__))
             self._write_file(os.path.join(here, "csoftmax", "_build_info.py"), content)
 

@@ -47,7 +47,12 @@ def _select():
             if module is not None:
                 runnable.append((name, module))
     if not runnable or runnable[-1][0] != "baseline":
-        raise ImportError("csoftmax: the compiled kernels (csoftmax._dense) are missing; reinstall csoftmax")
+        here = os.path.dirname(os.path.abspath(__file__))
+        raise ImportError(
+            f"csoftmax: the compiled kernels are missing from {here}. If this is the source "
+            "checkout, build them with `pip install .` or `python setup.py build_ext --inplace`, "
+            "or run Python from another directory to use the installed csoftmax."
+        )
     requested = os.environ.get("CSOFTMAX_ISA", "").strip().lower()
     if requested and requested != "auto":
         for name, module in runnable:
