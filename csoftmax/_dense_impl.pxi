@@ -30,7 +30,7 @@
 from cython cimport floating
 from cython.parallel cimport prange, parallel
 from libc.stdlib cimport malloc, free
-from libc.string cimport memset
+from libc.string cimport memset, memcpy
 from libc.math cimport exp, log, INFINITY, isfinite
 from libc.stdint cimport int64_t
 
@@ -44,30 +44,100 @@ cdef enum:
     STATUS_BAD_LABEL = 2
     STATUS_NONFINITE = 4
 
-# Rows processed together: their logits (ROWS_PER_CHUNK x K doubles) and, for
-# strided X, a packed copy of the rows stay in L1/L2 while they are reused.
+# Partitioning.  Chunks of CSM_CHUNK rows (in _kernels.h) keep their logits and,
+# for strided X, a packed copy of the rows in L1/L2 while they are reused.
 cdef enum:
-    ROWS_PER_CHUNK = 64
     # A partition (the unit of deterministic reduction) has at least this many
-    # rows, so that tiny inputs are one partition and never start a team.
+    # rows, so that small inputs are one partition and never start a team.
     MIN_ROWS_PER_PART = 2048
     MAX_PARTS = 64
     # Cap on the doubles held by all partial gradients together (8 MiB).
     PARTIAL_BUDGET = 1 << 20
-    # Row-wise functions of Z go parallel only above this many elements.
+    # Row-wise functions go parallel only above this many elements.
     MIN_ELEMENTS_PARALLEL = 1 << 15
 
 ISA_LEVEL = ISA_NAME  # defined by the including module
+
+
+cdef extern from "_kernels.h" nogil:
+    enum:
+        CSM_VL
+        CSM_CHUNK
+    Py_ssize_t csm_padded(Py_ssize_t K)
+    void csm_exp_inplace(double* v, Py_ssize_t n)
+    void csm_log_inplace(double* v, Py_ssize_t n)
+    double csm_row_max(const double* z, Py_ssize_t ldz)
+    double csm_row_sum(const double* z, Py_ssize_t ldz)
+    void csm_row_affine(double* z, Py_ssize_t ldz, double a, double c)
+    void csm_row_residual_label(double* z, Py_ssize_t ldz, double a, Py_ssize_t label, double w)
+    void csm_add_rows(const double* Z, Py_ssize_t ldz, Py_ssize_t n_rows, double* acc)
+    void csm_logits_d(const double* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
+                      const double* W, Py_ssize_t ldw, Py_ssize_t K, const double* bias,
+                      double* Z, Py_ssize_t ldz)
+    void csm_logits_f(const float* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
+                      const double* W, Py_ssize_t ldw, Py_ssize_t K, const double* bias,
+                      double* Z, Py_ssize_t ldz)
+    void csm_rank_update_d(const double* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
+                           const double* R, Py_ssize_t ldr, Py_ssize_t K, double* G, Py_ssize_t ldg)
+    void csm_rank_update_f(const float* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
+                           const double* R, Py_ssize_t ldr, Py_ssize_t K, double* G, Py_ssize_t ldg)
+
+# What a partition computes.
+cdef enum:
+    MODE_LOSS = 0            # loss sum only
+    MODE_LOSS_GRADIENT = 1   # loss sum and gradient sums
+    MODE_HESSIAN = 2         # Hessian-vector product sums
 
 
 # ---------------------------------------------------------------------------
 # (a) nogil kernels for one row / one chunk of rows
 # ---------------------------------------------------------------------------
 
+cdef struct Scratch:
+    # Per-thread buffers for one chunk of rows; allocated by scratch_new.
+    void* pack        # CSM_CHUNK x D copy of rows of X whose features are strided
+    double* Z         # CSM_CHUNK x ldz logits, then probabilities, then residuals
+    double* U         # CSM_CHUNK x ldz logits of the direction (Hessian product)
+    double* row_sum   # CSM_CHUNK (+ CSM_VL padding) per-row values:
+    double* row_log   #   sum of exp, its log,
+    double* row_a     #   shifted logit of the label (or sum_k y_k (z_k - max)),
+    double* row_b     #   sum_k y_k
+    double* col_sum   # ldz: running column sums of the residuals (intercept gradient)
+
+
+cdef Scratch* scratch_new(Py_ssize_t D, Py_ssize_t itemsize, Py_ssize_t ldz) noexcept nogil:
+    """Allocate one thread's scratch; NULL when memory is short."""
+    cdef Py_ssize_t rows = CSM_CHUNK + CSM_VL
+    cdef Scratch* s = <Scratch*> malloc(sizeof(Scratch))
+    if s == NULL:
+        return NULL
+    s.pack = malloc(CSM_CHUNK * D * itemsize + 64)
+    s.Z = <double*> malloc(rows * ldz * sizeof(double))
+    s.U = <double*> malloc(rows * ldz * sizeof(double))
+    s.row_sum = <double*> malloc((4 * rows + ldz) * sizeof(double))
+    s.row_log = s.row_sum + rows
+    s.row_a = s.row_sum + 2 * rows
+    s.row_b = s.row_sum + 3 * rows
+    s.col_sum = s.row_sum + 4 * rows
+    if s.pack == NULL or s.Z == NULL or s.U == NULL or s.row_sum == NULL:
+        scratch_free(s)
+        return NULL
+    return s
+
+
+cdef void scratch_free(Scratch* s) noexcept nogil:
+    if s != NULL:
+        free(s.pack)
+        free(s.Z)
+        free(s.U)
+        free(s.row_sum)
+        free(s)
+
+
 cdef inline const floating* chunk_rows(
         const floating* X, Py_ssize_t sx0, Py_ssize_t sx1,  # IN  X and its element strides
         Py_ssize_t first_row, Py_ssize_t n_rows, Py_ssize_t D,
-        floating* pack,                                     # OUT scratch, n_rows x D
+        void* pack,                                         # OUT scratch, n_rows x D
         Py_ssize_t* ld) noexcept nogil:                     # OUT leading dimension of the result
     """Return a pointer to ``n_rows`` rows of X whose features are contiguous.
 
@@ -76,179 +146,170 @@ cdef inline const floating* chunk_rows(
     """
     cdef Py_ssize_t r, i
     cdef const floating* src
+    cdef floating* dst = <floating*> pack
     if sx1 == 1:
         ld[0] = sx0
         return X + first_row * sx0
     for r in range(n_rows):
         src = X + (first_row + r) * sx0
         for i in range(D):
-            pack[r * D + i] = src[i * sx1]
+            dst[r * D + i] = src[i * sx1]
     ld[0] = D
-    return pack
+    return dst
 
 
-cdef inline void chunk_logits(
-        const floating* Xc, Py_ssize_t ld, Py_ssize_t n_rows, Py_ssize_t D,  # IN  rows of X
-        const double* WT, Py_ssize_t K,                                      # IN  W transposed, D x K
-        const double* bias,                                                  # IN  K (zeros if no b)
-        double* Z) noexcept nogil:                                           # OUT n_rows x K logits
-    """Z = Xc @ W.T + b, vectorised along the classes (W is stored transposed)."""
-    cdef Py_ssize_t r, i, k
-    cdef double xi
-    cdef double* z
-    cdef const double* wt
-    cdef const floating* x
+cdef inline void chunk_logits(const floating* Xc, Py_ssize_t ld, Py_ssize_t n_rows, Py_ssize_t D,
+                              const double* W, Py_ssize_t K, const double* bias,
+                              double* Z, Py_ssize_t ldz) noexcept nogil:
+    """Z[r, :K] = W @ Xc[r] + bias, Z[r, K:ldz] = -inf."""
+    if floating is double:
+        csm_logits_d(Xc, ld, n_rows, D, W, D, K, bias, Z, ldz)
+    else:
+        csm_logits_f(Xc, ld, n_rows, D, W, D, K, bias, Z, ldz)
+
+
+cdef inline void chunk_rank_update(const floating* Xc, Py_ssize_t ld, Py_ssize_t n_rows, Py_ssize_t D,
+                                   const double* R, Py_ssize_t ldr, Py_ssize_t K,
+                                   double* G) noexcept nogil:
+    """G (K x D) += R[:, :K].T @ Xc."""
+    if floating is double:
+        csm_rank_update_d(Xc, ld, n_rows, D, R, ldr, K, G, D)
+    else:
+        csm_rank_update_f(Xc, ld, n_rows, D, R, ldr, K, G, D)
+
+
+cdef inline void chunk_shift_rows(double* Z, Py_ssize_t ldz, Py_ssize_t n_rows) noexcept nogil:
+    """Z[r] -= max Z[r]: every logit becomes <= 0 (NaN and +inf rows become NaN)."""
+    cdef Py_ssize_t r
     for r in range(n_rows):
-        z = Z + r * K
-        x = Xc + r * ld
-        for k in range(K):
-            z[k] = bias[k]
-        for i in range(D):
-            xi = x[i]
-            wt = WT + i * K
-            for k in range(K):
-                z[k] += xi * wt[k]
+        csm_row_affine(Z + r * ldz, ldz, 1.0, -csm_row_max(Z + r * ldz, ldz))
 
 
-cdef inline double row_max(const double* z, Py_ssize_t K) noexcept nogil:
-    cdef Py_ssize_t k
-    cdef double m = -INFINITY
-    for k in range(K):
-        if z[k] > m:
-            m = z[k]
-    return m
-
-
-cdef inline void chunk_gradient(
-        const floating* Xc, Py_ssize_t ld, Py_ssize_t n_rows, Py_ssize_t D,  # IN  rows of X
-        const double* R, Py_ssize_t K,                                       # IN  n_rows x K residuals
-        double* G, double* gb) noexcept nogil:                               # INOUT K x D, K
-    """G += R.T @ Xc and gb += column sums of R: a rank-n_rows update, vectorised along D."""
-    cdef Py_ssize_t r, k, i
-    cdef double c
-    cdef double* g
-    cdef const floating* x
+cdef inline void chunk_exp_sums(double* Z, Py_ssize_t ldz, Py_ssize_t n_rows,
+                                double* row_sum) noexcept nogil:
+    """Z = exp(Z) (Z already shifted); row_sum[r] = sum_k Z[r, k]."""
+    cdef Py_ssize_t r
+    csm_exp_inplace(Z, n_rows * ldz)
     for r in range(n_rows):
-        x = Xc + r * ld
-        for k in range(K):
-            c = R[r * K + k]
-            gb[k] += c
-            g = G + k * D
-            for i in range(D):
-                g[i] += c * x[i]
+        row_sum[r] = csm_row_sum(Z + r * ldz, ldz)
 
 
-cdef int partition_loss_gradient(
+cdef int partition_work(
+        int mode,
         const floating* X, Py_ssize_t sx0, Py_ssize_t sx1,   # IN  X (N, D) and element strides
         Py_ssize_t row_begin, Py_ssize_t row_end, Py_ssize_t D, Py_ssize_t K,
-        const double* WT, const double* bias,                # IN  D x K, K
+        const double* W, const double* bias,                 # IN  K x D, K (float64 copies)
+        const double* V, const double* Vb,                   # IN  direction (MODE_HESSIAN) or NULL
         const int64_t* labels,                               # IN  (N,) or NULL
         const double* Y, Py_ssize_t sy0, Py_ssize_t sy1,     # IN  (N, K) targets or NULL
-        const double* weights,                               # IN  (N,) or NULL
-        bint want_gradient,
-        floating* pack, double* Z,                           # scratch: ROWS_PER_CHUNK x (D, K)
+        const double* weights,                               # IN  (N,) row weights or NULL
+        Scratch* scratch,
         double* partial) noexcept nogil:                     # OUT [loss, G (K x D), gb (K)]
-    """Loss sum and gradient sum of rows [row_begin, row_end), in the minimisation sign.
+    """Sums over rows [row_begin, row_end), in the minimisation sign.
 
-    ``partial[0]`` = sum_n w_n sum_k y_nk (lse_n - z_nk); ``G`` = sum_n r_n x_n^T
-    and ``gb`` = sum_n r_n with residuals r_nk = w_n ((sum_j y_nj) p_nk - y_nk).
+    MODE_LOSS / MODE_LOSS_GRADIENT: ``partial[0]`` = sum_n w_n sum_k y_nk
+    (lse_n - z_nk); ``G`` = sum_n r_n x_n^T and ``gb`` = sum_n r_n with residuals
+    r_nk = w_n ((sum_j y_nj) p_nk - y_nk).
+
+    MODE_HESSIAN: ``G`` = sum_n h_n x_n^T, ``gb`` = sum_n h_n with
+    h_n = w_n (diag(p_n) - p_n p_n^T) (V x_n + Vb); the caller folds the
+    targets' row sums into the row weights.
     """
     cdef int status = STATUS_OK
     cdef double loss = 0.0
     cdef double* G = partial + 1
     cdef double* gb = partial + 1 + K * D
-    cdef Py_ssize_t r0 = row_begin, n_rows, r, k, n, ld
+    cdef Py_ssize_t ldz = csm_padded(K)
+    cdef double* Z = scratch.Z
+    cdef double* U = scratch.U
+    cdef double* row_sum = scratch.row_sum
+    cdef double* row_log = scratch.row_log
+    cdef double* row_a = scratch.row_a
+    cdef double* row_b = scratch.row_b
+    cdef Py_ssize_t r0 = row_begin, n_rows, r, k, n, ld, n_padded
     cdef int64_t label
-    cdef double w, m, s, e, log_s, y_k, scale
-    cdef double z_label = 0.0, y_sum = 0.0, yz_sum = 0.0
+    cdef double w, y_sum, yz_sum, y_k, pu
     cdef double* z
+    cdef double* u
     cdef const floating* Xc
 
-    if want_gradient:
-        memset(G, 0, (K * D + K) * sizeof(double))
+    if mode != MODE_LOSS:
+        memset(G, 0, K * D * sizeof(double))
+        memset(scratch.col_sum, 0, ldz * sizeof(double))
     while r0 < row_end:
-        n_rows = min(<Py_ssize_t> ROWS_PER_CHUNK, row_end - r0)
-        Xc = chunk_rows(X, sx0, sx1, r0, n_rows, D, pack, &ld)
-        chunk_logits(Xc, ld, n_rows, D, WT, K, bias, Z)
-        for r in range(n_rows):
-            n = r0 + r
-            z = Z + r * K
-            w = weights[n] if weights != NULL else 1.0
-            m = row_max(z, K)
-            if labels != NULL:
-                label = labels[n]
-                if label < 0 or label >= K:
-                    # Out-of-range label: flag it and keep memory safe.
-                    status |= STATUS_BAD_LABEL
-                    memset(z, 0, K * sizeof(double))
-                    continue
-                z_label = z[label]
-            else:
-                y_sum = 0.0
-                yz_sum = 0.0
+        n_rows = min(<Py_ssize_t> CSM_CHUNK, row_end - r0)
+        Xc = chunk_rows(X, sx0, sx1, r0, n_rows, D, scratch.pack, &ld)
+        chunk_logits(Xc, ld, n_rows, D, W, K, bias, Z, ldz)
+        chunk_shift_rows(Z, ldz, n_rows)
+        if mode == MODE_HESSIAN:
+            chunk_logits(Xc, ld, n_rows, D, V, K, Vb, U, ldz)
+            chunk_exp_sums(Z, ldz, n_rows, row_sum)
+            for r in range(n_rows):
+                z = Z + r * ldz
+                u = U + r * ldz
+                w = weights[r0 + r] if weights != NULL else 1.0
+                csm_row_affine(z, ldz, 1.0 / row_sum[r], 0.0)   # probabilities
+                pu = 0.0
                 for k in range(K):
-                    y_k = Y[n * sy0 + k * sy1]
-                    y_sum += y_k
-                    yz_sum += y_k * (z[k] - m)
-            s = 0.0
-            for k in range(K):
-                e = exp(z[k] - m)
-                z[k] = e
-                s += e
-            log_s = log(s)
-            if labels != NULL:
-                # lse - z_y written as (m - z_y) + log(s): both terms >= 0, no cancellation.
-                loss += w * ((m - z_label) + log_s)
-                if want_gradient:
-                    scale = w / s
+                    pu += z[k] * u[k]
+                for k in range(K):
+                    z[k] = w * z[k] * (u[k] - pu)
+        else:
+            # What the loss needs from the shifted logits, before exp overwrites them.
+            for r in range(n_rows):
+                n = r0 + r
+                z = Z + r * ldz
+                if labels != NULL:
+                    label = labels[n]
+                    if label < 0 or label >= K:
+                        # Flag it; the row is skipped (never read out of bounds).
+                        status |= STATUS_BAD_LABEL
+                        row_a[r] = 0.0
+                    else:
+                        row_a[r] = z[label]
+                else:
+                    y_sum = 0.0
+                    yz_sum = 0.0
                     for k in range(K):
-                        z[k] *= scale
-                    z[label] -= w
-            else:
-                loss += w * (y_sum * log_s - yz_sum)
-                if want_gradient:
-                    scale = w * y_sum / s
-                    for k in range(K):
-                        z[k] = z[k] * scale - w * Y[n * sy0 + k * sy1]
-        if want_gradient:
-            chunk_gradient(Xc, ld, n_rows, D, Z, K, G, gb)
+                        y_k = Y[n * sy0 + k * sy1]
+                        y_sum += y_k
+                        yz_sum += y_k * z[k]
+                    row_a[r] = yz_sum
+                    row_b[r] = y_sum
+            chunk_exp_sums(Z, ldz, n_rows, row_sum)
+            n_padded = (n_rows + CSM_VL - 1) // CSM_VL * CSM_VL
+            for r in range(n_rows):
+                row_log[r] = row_sum[r]
+            for r in range(n_rows, n_padded):
+                row_log[r] = 1.0
+            csm_log_inplace(row_log, n_padded)
+            for r in range(n_rows):
+                n = r0 + r
+                z = Z + r * ldz
+                w = weights[n] if weights != NULL else 1.0
+                if labels != NULL:
+                    label = labels[n]
+                    if label < 0 or label >= K:
+                        memset(z, 0, ldz * sizeof(double))
+                        continue
+                    # lse - z_y = log(sum exp(z - max)) - (z_y - max): both terms >= 0.
+                    loss += w * (row_log[r] - row_a[r])
+                    if mode == MODE_LOSS_GRADIENT:
+                        csm_row_residual_label(z, ldz, w / row_sum[r], label, w)
+                else:
+                    loss += w * (row_b[r] * row_log[r] - row_a[r])
+                    if mode == MODE_LOSS_GRADIENT:
+                        csm_row_affine(z, ldz, w * row_b[r] / row_sum[r], 0.0)
+                        for k in range(K):
+                            z[k] -= w * Y[n * sy0 + k * sy1]
+        if mode != MODE_LOSS:
+            chunk_rank_update(Xc, ld, n_rows, D, Z, ldz, K, G)
+            csm_add_rows(Z, ldz, n_rows, scratch.col_sum)
         r0 += n_rows
+    if mode != MODE_LOSS:
+        memcpy(gb, scratch.col_sum, K * sizeof(double))
     partial[0] = loss
     return status
-
-
-cdef inline int softmax_row(
-        const double* z, Py_ssize_t K,       # IN  one row of logits (contiguous doubles)
-        floating* out, Py_ssize_t so,        # OUT the row's softmax (or log-softmax), stride so
-        double* e_scratch,                   # scratch: K doubles
-        bint log_mode) noexcept nogil:
-    """One row of softmax / log_softmax; returns 1 when the row is not finite."""
-    cdef Py_ssize_t k
-    cdef double m = row_max(z, K), s = 0.0, e, inv, lse
-    for k in range(K):
-        e = exp(z[k] - m)
-        e_scratch[k] = e
-        s += e
-    if not (isfinite(m) and isfinite(s)):
-        for k in range(K):
-            out[k * so] = <floating> (m - m)  # NaN, never a plausible number
-        return 1
-    if log_mode:
-        lse = log(s)
-        for k in range(K):
-            out[k * so] = <floating> ((z[k] - m) - lse)
-    else:
-        inv = 1.0 / s
-        for k in range(K):
-            out[k * so] = <floating> (e_scratch[k] * inv)
-    return 0
-
-
-cdef inline void load_row(const floating* src, Py_ssize_t stride, Py_ssize_t K,
-                          double* dst) noexcept nogil:
-    cdef Py_ssize_t k
-    for k in range(K):
-        dst[k] = src[k * stride]
 
 
 # ---------------------------------------------------------------------------
@@ -273,27 +334,114 @@ cdef inline Py_ssize_t n_partitions(Py_ssize_t N, Py_ssize_t per_partition_doubl
     return n_parts
 
 
-cdef double* transposed_weights(const floating[:, :] W) noexcept nogil:
-    """W (K, D) as a contiguous float64 D x K block followed by a zeroed K-vector."""
+cdef double* model_copy(const floating[:, :] W, const floating[::1] b) noexcept nogil:
+    """float64 copy of W (K x D, row-major) followed by b (K; zeros when b is None)."""
     cdef Py_ssize_t K = W.shape[0], D = W.shape[1], k, i
-    cdef double* WT = <double*> malloc((D * K + K + 1) * sizeof(double))
-    if WT == NULL:
+    cdef double* out = <double*> malloc((K * D + K + 1) * sizeof(double))
+    if out == NULL:
         return NULL
     for k in range(K):
         for i in range(D):
-            WT[i * K + k] = W[k, i]
-    return WT
+            out[k * D + i] = W[k, i]
+        out[K * D + k] = b[k] if b is not None else 0.0
+    return out
 
 
-cdef inline double* bias_of(const floating[::1] b, double* storage, Py_ssize_t K) noexcept nogil:
-    """Bias as float64 in ``storage`` (zeros when b is None)."""
-    cdef Py_ssize_t k
-    if b is None:
-        memset(storage, 0, K * sizeof(double))
+cdef int run_partitions(
+        int mode,
+        const floating* X, Py_ssize_t N, Py_ssize_t D, Py_ssize_t sx0, Py_ssize_t sx1,
+        Py_ssize_t K, const double* W, const double* bias, const double* V, const double* Vb,
+        const int64_t* labels, const double* Y, Py_ssize_t sy0, Py_ssize_t sy1,
+        const double* weights, Py_ssize_t n_threads,
+        double* result) noexcept nogil:              # OUT [loss, G (K x D), gb (K)] summed
+    """Run ``partition_work`` over a fixed partition of the rows and reduce in order."""
+    cdef Py_ssize_t part_size = 1 + K * D + K
+    cdef Py_ssize_t n_parts = n_partitions(N, part_size)
+    cdef Py_ssize_t rows_per_part = (N + n_parts - 1) // n_parts
+    cdef Py_ssize_t ldz = csm_padded(K)
+    cdef Py_ssize_t p, j, nt
+    cdef double* partials
+    cdef int* statuses
+    cdef int status = STATUS_OK
+    cdef double acc
+    cdef Scratch* scratch = NULL
+
+    # Whole chunks per partition, so chunk boundaries are fixed as well.
+    rows_per_part = max(1, (rows_per_part + CSM_CHUNK - 1) // CSM_CHUNK * CSM_CHUNK)
+    n_parts = max(1, (N + rows_per_part - 1) // rows_per_part)
+    nt = min(n_threads, n_parts)
+
+    if n_parts == 1:
+        # Small inputs: one partition, written straight into the result, no team.
+        scratch = scratch_new(D, sizeof(floating), ldz)
+        if scratch == NULL:
+            return STATUS_NO_MEMORY
+        status = partition_work(mode, X, sx0, sx1, 0, N, D, K, W, bias, V, Vb,
+                                labels, Y, sy0, sy1, weights, scratch, result)
+        scratch_free(scratch)
+        return status
+
+    partials = <double*> malloc(n_parts * part_size * sizeof(double))
+    statuses = <int*> malloc(n_parts * sizeof(int))
+    if partials == NULL or statuses == NULL:
+        free(partials)
+        free(statuses)
+        return STATUS_NO_MEMORY
+    if nt <= 1:
+        scratch = scratch_new(D, sizeof(floating), ldz)
+        if scratch == NULL:
+            status = STATUS_NO_MEMORY
+        else:
+            for p in range(n_parts):
+                statuses[p] = partition_work(
+                    mode, X, sx0, sx1, p * rows_per_part, min(N, (p + 1) * rows_per_part),
+                    D, K, W, bias, V, Vb, labels, Y, sy0, sy1, weights, scratch,
+                    partials + p * part_size)
+            scratch_free(scratch)
     else:
-        for k in range(K):
-            storage[k] = b[k]
-    return storage
+        with parallel(num_threads=nt):
+            # Per-thread scratch (private: assigned in the block), first
+            # touched by the thread that uses it.
+            scratch = scratch_new(D, sizeof(floating), ldz)
+            for p in prange(n_parts, schedule="dynamic"):
+                if scratch == NULL:
+                    statuses[p] = STATUS_NO_MEMORY
+                else:
+                    statuses[p] = partition_work(
+                        mode, X, sx0, sx1, p * rows_per_part, min(N, (p + 1) * rows_per_part),
+                        D, K, W, bias, V, Vb, labels, Y, sy0, sy1, weights, scratch,
+                        partials + p * part_size)
+            scratch_free(scratch)
+    if not (status & STATUS_NO_MEMORY):
+        for p in range(n_parts):
+            status |= statuses[p]
+        # Fixed-order reduction over partitions (the loss slot is unused in MODE_HESSIAN).
+        for j in range(part_size if mode != MODE_LOSS else 1):
+            acc = 0.0
+            for p in range(n_parts):
+                acc += partials[p * part_size + j]
+            result[j] = acc
+    free(partials)
+    free(statuses)
+    return status
+
+
+cdef Py_ssize_t write_scaled(
+        const double* sums, Py_ssize_t K, Py_ssize_t D, double scale, double l2,
+        const floating[:, :] P,                 # IN  the parameter penalised by l2 (W or V)
+        floating[:, ::1] out_W, floating[::1] out_b) noexcept nogil:
+    """out_W = scale * G + l2 * P, out_b = scale * gb; returns the count of non-finite values."""
+    cdef Py_ssize_t k, i, n_nonfinite = 0
+    for k in range(K):
+        for i in range(D):
+            out_W[k, i] = <floating> (scale * sums[1 + k * D + i] + l2 * P[k, i])
+            if not isfinite(out_W[k, i]):
+                n_nonfinite += 1
+        if out_b is not None:
+            out_b[k] = <floating> (scale * sums[1 + K * D + k])
+            if not isfinite(out_b[k]):
+                n_nonfinite += 1
+    return n_nonfinite
 
 
 # ---------------------------------------------------------------------------
@@ -308,7 +456,7 @@ def loss_gradient(
         const double[:, :] Y,              # IN  (N, K) or None
         const double[::1] weights,         # IN  (N,) or None
         double scale, double l2,
-        floating[:, ::1] grad_W_out,       # OUT (K, D) or None
+        floating[:, ::1] grad_W_out,       # OUT (K, D) or None (loss only)
         floating[::1] grad_b_out,          # OUT (K,) or None
         int n_threads):
     """Fused loss + gradient over the rows of X.
@@ -318,109 +466,102 @@ def loss_gradient(
     ``grad_W_out`` is given, ``grad_W_out = scale * sum_n r_n x_n^T + l2 * W`` and
     ``grad_b_out = scale * sum_n r_n``.
     """
-    cdef Py_ssize_t N = X.shape[0], D = X.shape[1], K = W.shape[0]
-    cdef Py_ssize_t itemsize = sizeof(floating)
-    cdef Py_ssize_t sx0 = element_stride(X.strides[0], itemsize)
-    cdef Py_ssize_t sx1 = element_stride(X.strides[1], itemsize)
+    cdef Py_ssize_t N = X.shape[0], D = X.shape[1], K = W.shape[0], k, i
+    cdef Py_ssize_t sx0 = element_stride(X.strides[0], sizeof(floating))
+    cdef Py_ssize_t sx1 = element_stride(X.strides[1], sizeof(floating))
     cdef Py_ssize_t sy0 = 0, sy1 = 0
-    cdef bint want_gradient = grad_W_out is not None
-    cdef Py_ssize_t part_size = 1 + K * D + K
-    cdef Py_ssize_t n_parts = n_partitions(N, part_size)
-    cdef Py_ssize_t rows_per_part = (N + n_parts - 1) // n_parts
-    cdef Py_ssize_t p, j, k, i, nt
+    cdef int mode = MODE_LOSS_GRADIENT if grad_W_out is not None else MODE_LOSS
     cdef const floating* X_ptr = &X[0, 0] if (N > 0 and D > 0) else NULL
     cdef const int64_t* labels_ptr = NULL
     cdef const double* Y_ptr = NULL
     cdef const double* weights_ptr = NULL
-    cdef double* WT = NULL
-    cdef double* bias = NULL
-    cdef double* partials = NULL
-    cdef int* statuses = NULL
-    cdef floating* pack = NULL
-    cdef double* Z = NULL
+    cdef double* model = NULL
+    cdef double* sums = NULL
     cdef int status = STATUS_OK
-    cdef double loss = 0.0, acc, wsq = 0.0, value
+    cdef double sum_sq_W = 0.0
     cdef Py_ssize_t n_nonfinite = 0
 
-    if labels is not None:
-        labels_ptr = &labels[0] if N > 0 else NULL
+    if labels is not None and N > 0:
+        labels_ptr = &labels[0]
     if Y is not None:
-        Y_ptr = &Y[0, 0] if (N > 0 and K > 0) else NULL
-        sy0 = Y.strides[0] // sizeof(double)
-        sy1 = Y.strides[1] // sizeof(double)
-    if weights is not None:
-        weights_ptr = &weights[0] if N > 0 else NULL
-    # Round partitions up to whole chunks so chunk boundaries are fixed too.
-    rows_per_part = ((rows_per_part + ROWS_PER_CHUNK - 1) // ROWS_PER_CHUNK) * ROWS_PER_CHUNK
-    if rows_per_part < 1:
-        rows_per_part = 1
-    n_parts = max(1, (N + rows_per_part - 1) // rows_per_part)
-    nt = min(<Py_ssize_t> n_threads, n_parts)
-
+        if N > 0:
+            Y_ptr = &Y[0, 0]
+        sy0 = Y.strides[0] // <Py_ssize_t> sizeof(double)
+        sy1 = Y.strides[1] // <Py_ssize_t> sizeof(double)
+    if weights is not None and N > 0:
+        weights_ptr = &weights[0]
     with nogil:
-        WT = transposed_weights(W)
-        partials = <double*> malloc(n_parts * part_size * sizeof(double))
-        statuses = <int*> malloc(n_parts * sizeof(int))
-        if WT == NULL or partials == NULL or statuses == NULL:
+        model = model_copy(W, b)
+        sums = <double*> malloc((1 + K * D + K) * sizeof(double))
+        if model == NULL or sums == NULL:
             status = STATUS_NO_MEMORY
         else:
-            bias = bias_of(b, WT + D * K, K)
-            if nt <= 1:
-                pack = <floating*> malloc((ROWS_PER_CHUNK * D + 1) * sizeof(floating))
-                Z = <double*> malloc((ROWS_PER_CHUNK * K + 1) * sizeof(double))
-                for p in range(n_parts):
-                    if pack == NULL or Z == NULL:
-                        statuses[p] = STATUS_NO_MEMORY
-                    else:
-                        statuses[p] = partition_loss_gradient(
-                            X_ptr, sx0, sx1, p * rows_per_part, min(N, (p + 1) * rows_per_part),
-                            D, K, WT, bias, labels_ptr, Y_ptr, sy0, sy1, weights_ptr,
-                            want_gradient, pack, Z, partials + p * part_size)
-                free(pack)
-                free(Z)
+            sums[0] = 0.0
+            if N == 0:
+                memset(sums, 0, (1 + K * D + K) * sizeof(double))
             else:
-                with parallel(num_threads=nt):
-                    # Per-thread scratch, first touched by the thread that uses it.
-                    pack = <floating*> malloc((ROWS_PER_CHUNK * D + 1) * sizeof(floating))
-                    Z = <double*> malloc((ROWS_PER_CHUNK * K + 1) * sizeof(double))
-                    for p in prange(n_parts, schedule="dynamic"):
-                        if pack == NULL or Z == NULL:
-                            statuses[p] = STATUS_NO_MEMORY
-                        else:
-                            statuses[p] = partition_loss_gradient(
-                                X_ptr, sx0, sx1, p * rows_per_part, min(N, (p + 1) * rows_per_part),
-                                D, K, WT, bias, labels_ptr, Y_ptr, sy0, sy1, weights_ptr,
-                                want_gradient, pack, Z, partials + p * part_size)
-                    free(pack)
-                    free(Z)
-            # Fixed-order reduction over partitions.
-            for p in range(n_parts):
-                status |= statuses[p]
-                loss += partials[p * part_size]
+                status = run_partitions(mode, X_ptr, N, D, sx0, sx1, K, model, model + K * D,
+                                        NULL, NULL, labels_ptr, Y_ptr, sy0, sy1, weights_ptr,
+                                        n_threads, sums)
             for k in range(K):
                 for i in range(D):
-                    wsq += (<double> W[k, i]) * W[k, i]
-            if want_gradient and not (status & (STATUS_NO_MEMORY | STATUS_BAD_LABEL)):
-                for k in range(K):
-                    for i in range(D):
-                        acc = 0.0
-                        for p in range(n_parts):
-                            acc += partials[p * part_size + 1 + k * D + i]
-                        value = scale * acc + l2 * W[k, i]
-                        grad_W_out[k, i] = <floating> value
-                        if not isfinite(grad_W_out[k, i]):
-                            n_nonfinite += 1
-                    if grad_b_out is not None:
-                        acc = 0.0
-                        for p in range(n_parts):
-                            acc += partials[p * part_size + 1 + K * D + k]
-                        grad_b_out[k] = <floating> (scale * acc)
-                        if not isfinite(grad_b_out[k]):
-                            n_nonfinite += 1
-        free(WT)
-        free(partials)
-        free(statuses)
-    return loss, status, n_nonfinite, wsq
+                    sum_sq_W += model[k * D + i] * model[k * D + i]
+            if mode == MODE_LOSS_GRADIENT and not (status & (STATUS_NO_MEMORY | STATUS_BAD_LABEL)):
+                n_nonfinite = write_scaled(sums, K, D, scale, l2, W, grad_W_out, grad_b_out)
+        loss_sum = sums[0] if sums != NULL else 0.0
+        free(model)
+        free(sums)
+    return loss_sum, status, n_nonfinite, sum_sq_W
+
+
+def hessian_product(
+        const floating[:, :] X,            # IN  (N, D)
+        const floating[:, :] W,            # IN  (K, D)
+        const floating[::1] b,             # IN  (K,) or None
+        const floating[:, :] V,            # IN  (K, D) direction for W
+        const floating[::1] Vb,            # IN  (K,) direction for b, or None
+        const double[::1] weights,         # IN  (N,) row weights (w_n times target row sums) or None
+        double scale, double l2,
+        floating[:, ::1] out_W,            # OUT (K, D)
+        floating[::1] out_b,               # OUT (K,) or None
+        int n_threads):
+    """Hessian-vector product of the loss in direction (V, Vb).
+
+    ``out_W = scale * sum_n h_n x_n^T + l2 * V``, ``out_b = scale * sum_n h_n``
+    with ``h_n = w_n (diag(p_n) - p_n p_n^T)(V x_n + Vb)``.  Returns
+    ``(status, n_nonfinite)``.
+    """
+    cdef Py_ssize_t N = X.shape[0], D = X.shape[1], K = W.shape[0]
+    cdef Py_ssize_t sx0 = element_stride(X.strides[0], sizeof(floating))
+    cdef Py_ssize_t sx1 = element_stride(X.strides[1], sizeof(floating))
+    cdef const floating* X_ptr = &X[0, 0] if (N > 0 and D > 0) else NULL
+    cdef const double* weights_ptr = NULL
+    cdef double* model = NULL
+    cdef double* direction = NULL
+    cdef double* sums = NULL
+    cdef int status = STATUS_OK
+    cdef Py_ssize_t n_nonfinite = 0
+
+    if weights is not None and N > 0:
+        weights_ptr = &weights[0]
+    with nogil:
+        model = model_copy(W, b)
+        direction = model_copy(V, Vb)
+        sums = <double*> malloc((1 + K * D + K) * sizeof(double))
+        if model == NULL or direction == NULL or sums == NULL:
+            status = STATUS_NO_MEMORY
+        else:
+            memset(sums, 0, (1 + K * D + K) * sizeof(double))
+            if N > 0:
+                status = run_partitions(MODE_HESSIAN, X_ptr, N, D, sx0, sx1, K, model, model + K * D,
+                                        direction, direction + K * D, NULL, NULL, 0, 0, weights_ptr,
+                                        n_threads, sums)
+            if not (status & STATUS_NO_MEMORY):
+                n_nonfinite = write_scaled(sums, K, D, scale, l2, V, out_W, out_b)
+        free(model)
+        free(direction)
+        free(sums)
+    return status, n_nonfinite
 
 
 def predict_rows(
@@ -432,20 +573,17 @@ def predict_rows(
         int n_threads):
     """Probabilities and/or argmax classes of every row; returns (status, n_bad_rows)."""
     cdef Py_ssize_t N = X.shape[0], D = X.shape[1], K = W.shape[0]
-    cdef Py_ssize_t itemsize = sizeof(floating)
-    cdef Py_ssize_t sx0 = element_stride(X.strides[0], itemsize)
-    cdef Py_ssize_t sx1 = element_stride(X.strides[1], itemsize)
-    cdef Py_ssize_t n_chunks = (N + ROWS_PER_CHUNK - 1) // ROWS_PER_CHUNK
+    cdef Py_ssize_t sx0 = element_stride(X.strides[0], sizeof(floating))
+    cdef Py_ssize_t sx1 = element_stride(X.strides[1], sizeof(floating))
+    cdef Py_ssize_t n_chunks = (N + CSM_CHUNK - 1) // CSM_CHUNK
     cdef Py_ssize_t nt = min(<Py_ssize_t> n_threads, n_chunks)
     cdef const floating* X_ptr = &X[0, 0] if (N > 0 and D > 0) else NULL
     cdef floating* P_ptr = NULL
     cdef int64_t* L_ptr = NULL
-    cdef double* WT = NULL
-    cdef double* bias
-    cdef floating* pack = NULL
-    cdef double* Z = NULL
+    cdef double* model = NULL
     cdef Py_ssize_t c, n_bad = 0
     cdef int status = STATUS_OK
+    cdef Scratch* scratch = NULL
 
     if proba_out is not None and N > 0:
         P_ptr = &proba_out[0, 0]
@@ -454,37 +592,31 @@ def predict_rows(
     if N * (D + K) < MIN_ELEMENTS_PARALLEL:
         nt = 1
     with nogil:
-        WT = transposed_weights(W)
-        if WT == NULL:
+        model = model_copy(W, b)
+        if model == NULL:
             status = STATUS_NO_MEMORY
-        else:
-            bias = bias_of(b, WT + D * K, K)
-            if nt <= 1:
-                pack = <floating*> malloc((ROWS_PER_CHUNK * D + 1) * sizeof(floating))
-                Z = <double*> malloc((ROWS_PER_CHUNK * K + K + 1) * sizeof(double))
-                if pack == NULL or Z == NULL:
-                    status = STATUS_NO_MEMORY
-                else:
-                    for c in range(n_chunks):
-                        n_bad += predict_chunk(X_ptr, sx0, sx1, c * ROWS_PER_CHUNK,
-                                               min(<Py_ssize_t> ROWS_PER_CHUNK, N - c * ROWS_PER_CHUNK),
-                                               D, K, WT, bias, pack, Z, P_ptr, L_ptr)
-                free(pack)
-                free(Z)
+        elif nt <= 1:
+            scratch = scratch_new(D, sizeof(floating), csm_padded(K))
+            if scratch == NULL:
+                status = STATUS_NO_MEMORY
             else:
-                with parallel(num_threads=nt):
-                    pack = <floating*> malloc((ROWS_PER_CHUNK * D + 1) * sizeof(floating))
-                    Z = <double*> malloc((ROWS_PER_CHUNK * K + K + 1) * sizeof(double))
-                    for c in prange(n_chunks, schedule="static"):
-                        if pack == NULL or Z == NULL:
-                            n_bad += N + 1   # impossible count: signals no memory
-                        else:
-                            n_bad += predict_chunk(X_ptr, sx0, sx1, c * ROWS_PER_CHUNK,
-                                                   min(<Py_ssize_t> ROWS_PER_CHUNK, N - c * ROWS_PER_CHUNK),
-                                                   D, K, WT, bias, pack, Z, P_ptr, L_ptr)
-                    free(pack)
-                    free(Z)
-        free(WT)
+                for c in range(n_chunks):
+                    n_bad += predict_chunk(X_ptr, sx0, sx1, c * CSM_CHUNK,
+                                           min(<Py_ssize_t> CSM_CHUNK, N - c * CSM_CHUNK),
+                                           D, K, model, scratch, P_ptr, L_ptr)
+                scratch_free(scratch)
+        else:
+            with parallel(num_threads=nt):
+                scratch = scratch_new(D, sizeof(floating), csm_padded(K))
+                for c in prange(n_chunks, schedule="static"):
+                    if scratch == NULL:
+                        n_bad += N + 1   # impossible count: signals no memory
+                    else:
+                        n_bad += predict_chunk(X_ptr, sx0, sx1, c * CSM_CHUNK,
+                                               min(<Py_ssize_t> CSM_CHUNK, N - c * CSM_CHUNK),
+                                               D, K, model, scratch, P_ptr, L_ptr)
+                scratch_free(scratch)
+        free(model)
     if n_bad > N:
         status = STATUS_NO_MEMORY
     return status, n_bad
@@ -492,18 +624,20 @@ def predict_rows(
 
 cdef Py_ssize_t predict_chunk(
         const floating* X, Py_ssize_t sx0, Py_ssize_t sx1, Py_ssize_t first_row, Py_ssize_t n_rows,
-        Py_ssize_t D, Py_ssize_t K, const double* WT, const double* bias,
-        floating* pack, double* Z,              # scratch
+        Py_ssize_t D, Py_ssize_t K, const double* model, Scratch* scratch,
         floating* P, int64_t* L) noexcept nogil:  # OUT (N, K) / (N,) or NULL
+    """Probabilities (P) or argmax (L) of one chunk of rows; returns the count of non-finite rows."""
     cdef Py_ssize_t ld, r, k, best, n_bad = 0
-    cdef const floating* Xc = chunk_rows(X, sx0, sx1, first_row, n_rows, D, pack, &ld)
+    cdef Py_ssize_t ldz = csm_padded(K)
+    cdef const floating* Xc = chunk_rows(X, sx0, sx1, first_row, n_rows, D, scratch.pack, &ld)
+    cdef double* Z = scratch.Z
     cdef double* z
-    cdef double* e_scratch = Z + ROWS_PER_CHUNK * K
-    cdef double check
-    chunk_logits(Xc, ld, n_rows, D, WT, K, bias, Z)
-    for r in range(n_rows):
-        z = Z + r * K
-        if L != NULL:
+    cdef floating* p
+    cdef double check, inv
+    chunk_logits(Xc, ld, n_rows, D, model, K, model + K * D, Z, ldz)
+    if L != NULL:
+        for r in range(n_rows):
+            z = Z + r * ldz
             best = 0
             check = 0.0
             for k in range(K):
@@ -513,9 +647,17 @@ cdef Py_ssize_t predict_chunk(
             L[first_row + r] = best
             if check != 0.0:
                 n_bad += 1
-                continue
-        if P != NULL:
-            n_bad += softmax_row(z, K, P + (first_row + r) * K, 1, e_scratch, False)
+        return n_bad
+    chunk_shift_rows(Z, ldz, n_rows)
+    chunk_exp_sums(Z, ldz, n_rows, scratch.row_sum)
+    for r in range(n_rows):
+        z = Z + r * ldz
+        p = P + (first_row + r) * K
+        if not isfinite(scratch.row_sum[r]):
+            n_bad += 1
+        inv = 1.0 / scratch.row_sum[r]
+        for k in range(K):
+            p[k] = <floating> (z[k] * inv)
     return n_bad
 
 
@@ -527,18 +669,16 @@ def rowwise(
         int n_threads):
     """Row-wise softmax, log_softmax or logsumexp of Z; returns (status, n_bad_rows)."""
     cdef Py_ssize_t N = Z.shape[0], K = Z.shape[1]
-    cdef Py_ssize_t itemsize = sizeof(floating)
-    cdef Py_ssize_t sz0 = element_stride(Z.strides[0], itemsize)
-    cdef Py_ssize_t sz1 = element_stride(Z.strides[1], itemsize)
-    cdef Py_ssize_t rows_per_block = max(1, MIN_ELEMENTS_PARALLEL // (8 * max(K, 1)))
-    cdef Py_ssize_t n_blocks = (N + rows_per_block - 1) // rows_per_block
-    cdef Py_ssize_t nt = min(<Py_ssize_t> n_threads, n_blocks)
+    cdef Py_ssize_t sz0 = element_stride(Z.strides[0], sizeof(floating))
+    cdef Py_ssize_t sz1 = element_stride(Z.strides[1], sizeof(floating))
+    cdef Py_ssize_t n_chunks = (N + CSM_CHUNK - 1) // CSM_CHUNK
+    cdef Py_ssize_t nt = min(<Py_ssize_t> n_threads, n_chunks)
     cdef const floating* Z_ptr = &Z[0, 0] if (N > 0 and K > 0) else NULL
     cdef floating* out_ptr = NULL
     cdef floating* lse_ptr = NULL
-    cdef double* scratch = NULL
-    cdef Py_ssize_t blk, n_bad = 0
+    cdef Py_ssize_t c, n_bad = 0
     cdef int status = STATUS_OK
+    cdef Scratch* scratch = NULL
 
     if out is not None and N > 0:
         out_ptr = &out[0, 0]
@@ -548,51 +688,77 @@ def rowwise(
         nt = 1
     with nogil:
         if nt <= 1:
-            scratch = <double*> malloc((2 * K + 1) * sizeof(double))
+            scratch = scratch_new(0, sizeof(floating), csm_padded(K))
             if scratch == NULL:
                 status = STATUS_NO_MEMORY
             else:
-                for blk in range(n_blocks):
-                    n_bad += rowwise_block(Z_ptr, sz0, sz1, blk * rows_per_block,
-                                           min(rows_per_block, N - blk * rows_per_block),
+                for c in range(n_chunks):
+                    n_bad += rowwise_chunk(Z_ptr, sz0, sz1, c * CSM_CHUNK,
+                                           min(<Py_ssize_t> CSM_CHUNK, N - c * CSM_CHUNK),
                                            K, mode, scratch, out_ptr, lse_ptr)
-            free(scratch)
+                scratch_free(scratch)
         else:
             with parallel(num_threads=nt):
-                scratch = <double*> malloc((2 * K + 1) * sizeof(double))
-                for blk in prange(n_blocks, schedule="static"):
+                scratch = scratch_new(0, sizeof(floating), csm_padded(K))
+                for c in prange(n_chunks, schedule="static"):
                     if scratch == NULL:
                         n_bad += N + 1
                     else:
-                        n_bad += rowwise_block(Z_ptr, sz0, sz1, blk * rows_per_block,
-                                               min(rows_per_block, N - blk * rows_per_block),
+                        n_bad += rowwise_chunk(Z_ptr, sz0, sz1, c * CSM_CHUNK,
+                                               min(<Py_ssize_t> CSM_CHUNK, N - c * CSM_CHUNK),
                                                K, mode, scratch, out_ptr, lse_ptr)
-                free(scratch)
+                scratch_free(scratch)
     if n_bad > N:
         status = STATUS_NO_MEMORY
     return status, n_bad
 
 
-cdef Py_ssize_t rowwise_block(
+cdef Py_ssize_t rowwise_chunk(
         const floating* Z, Py_ssize_t sz0, Py_ssize_t sz1, Py_ssize_t first_row, Py_ssize_t n_rows,
-        Py_ssize_t K, int mode, double* scratch,
+        Py_ssize_t K, int mode, Scratch* scratch,
         floating* out, floating* out_lse) noexcept nogil:
-    cdef Py_ssize_t r, k, n, n_bad = 0
-    cdef double m, s
-    cdef double* z = scratch
+    """One chunk of rows of softmax / log_softmax / logsumexp; returns the count of bad rows."""
+    cdef Py_ssize_t ldz = csm_padded(K)
+    cdef Py_ssize_t r, k, n, n_bad = 0, n_padded
+    cdef double* E = scratch.Z       # exp of the shifted rows
+    cdef double* S = scratch.U       # shifted rows (log_softmax)
+    cdef double* row_max = scratch.row_a
+    cdef double* row_sum = scratch.row_sum
+    cdef double* row_log = scratch.row_log
+    cdef const floating* src
+    cdef double* e
+    cdef double m, inv
+    for r in range(n_rows):
+        src = Z + (first_row + r) * sz0
+        e = E + r * ldz
+        for k in range(K):
+            e[k] = src[k * sz1]
+        for k in range(K, ldz):
+            e[k] = -INFINITY
+        m = csm_row_max(e, ldz)
+        row_max[r] = m
+        csm_row_affine(e, ldz, 1.0, -m)
+    if mode == 1:
+        memcpy(S, E, n_rows * ldz * sizeof(double))
+    chunk_exp_sums(E, ldz, n_rows, row_sum)
+    if mode != 0:
+        n_padded = (n_rows + CSM_VL - 1) // CSM_VL * CSM_VL
+        for r in range(n_rows):
+            row_log[r] = row_sum[r]
+        for r in range(n_rows, n_padded):
+            row_log[r] = 1.0
+        csm_log_inplace(row_log, n_padded)
     for r in range(n_rows):
         n = first_row + r
-        load_row(Z + n * sz0, sz1, K, z)
-        if mode == 2:
-            m = row_max(z, K)
-            s = 0.0
+        if not (isfinite(row_max[r]) and isfinite(row_sum[r])):
+            n_bad += 1
+        if mode == 0:
+            inv = 1.0 / row_sum[r]
             for k in range(K):
-                s += exp(z[k] - m)
-            if isfinite(m) and isfinite(s):
-                out_lse[n] = <floating> (m + log(s))
-            else:
-                out_lse[n] = <floating> (m - m)
-                n_bad += 1
+                out[n * K + k] = <floating> (E[r * ldz + k] * inv)
+        elif mode == 1:
+            for k in range(K):
+                out[n * K + k] = <floating> (S[r * ldz + k] - row_log[r])
         else:
-            n_bad += softmax_row(z, K, out + n * K, 1, scratch + K, mode == 1)
+            out_lse[n] = <floating> (row_max[r] + row_log[r])
     return n_bad

@@ -1,0 +1,339 @@
+/* Chunk kernels of csoftmax: the innermost, vectorised loops.
+ *
+ * Included by the dense Cython module, which setup.py compiles once per
+ * instruction-set level (baseline, AVX2+FMA, AVX-512).  The vector width is
+ * chosen here from the compiler's target macros, so the same source yields
+ * 2-, 4- or 8-lane kernels.  With GCC and Clang the kernels use generic vector
+ * extensions (portable C, no intrinsics); other compilers get the same code
+ * with one-lane "vectors", i.e. plain scalar loops.
+ *
+ * Why hand-written: the compiler will not vectorise a dot product or a row
+ * sum without -ffast-math (it may not reassociate), and -ffast-math is ruled
+ * out because it breaks inf/NaN handling.  Here the summation order is fixed
+ * explicitly (lane-wise partial sums, then a fixed tree), so results are
+ * deterministic for a given build and CPU.  exp and log are evaluated with
+ * branch-free polynomials that vectorise (libm calls do not).
+ *
+ * Layout conventions: a chunk holds at most CSM_CHUNK rows; its logits live in
+ * a row-major buffer Z with leading dimension ldz = csm_padded(K), and the
+ * padding columns hold -inf so that they contribute exp(-inf) = 0.
+ */
+#ifndef CSOFTMAX_KERNELS_H
+#define CSOFTMAX_KERNELS_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CSM_VECTOR_EXT 1
+#define CSM_INLINE static inline __attribute__((always_inline))
+#else
+#define CSM_VECTOR_EXT 0
+#define CSM_INLINE static __forceinline
+#endif
+
+/* Lanes of float64 per vector, and register-block sizes that fit the register
+ * file (32 vector registers with AVX-512, 16 otherwise). */
+#if CSM_VECTOR_EXT && defined(__AVX512F__)
+#define CSM_VL 8
+#define CSM_KB 8
+#elif CSM_VECTOR_EXT && defined(__AVX2__)
+#define CSM_VL 4
+#define CSM_KB 4
+#elif CSM_VECTOR_EXT && (defined(__SSE2__) || defined(__ARM_NEON) || defined(__aarch64__) || defined(__VSX__))
+#define CSM_VL 2
+#define CSM_KB 4
+#else
+#undef CSM_VECTOR_EXT
+#define CSM_VECTOR_EXT 0
+#define CSM_VL 1
+#define CSM_KB 4
+#endif
+
+#define CSM_CHUNK 64
+#define CSM_PREFETCH_ROWS 16
+#if defined(__GNUC__) || defined(__clang__)
+#define CSM_PREFETCH(p) __builtin_prefetch((p), 0, 3)
+#else
+#define CSM_PREFETCH(p) ((void)(p))
+#endif
+
+/* Logit tile: rows x classes whose dot products are accumulated together
+ * (a multiple of CSM_VL accumulators, reduced CSM_VL at a time). */
+#define CSM_TR 4
+#if CSM_VL == 8
+#define CSM_TC 4
+#else
+#define CSM_TC 2
+#endif
+
+#if CSM_VECTOR_EXT
+typedef double csm_vd __attribute__((vector_size(CSM_VL * 8), aligned(8)));
+typedef int64_t csm_vi __attribute__((vector_size(CSM_VL * 8), aligned(8)));
+typedef float csm_vf __attribute__((vector_size(CSM_VL * 4), aligned(4)));
+#define CSM_SET1(x) ((csm_vd){0} + (double)(x))
+#define CSM_SET1I(x) ((csm_vi){0} + (int64_t)(x))
+#define CSM_BITS(v) ((csm_vi)(v))
+#define CSM_FROM_BITS(v) ((csm_vd)(v))
+#define CSM_LANE(v, l) ((v)[l])
+CSM_INLINE csm_vd csm_load_d(const double* p) { csm_vd v; memcpy(&v, p, sizeof v); return v; }
+CSM_INLINE csm_vd csm_load_f(const float* p) {
+    csm_vf v; memcpy(&v, p, sizeof v);
+    return __builtin_convertvector(v, csm_vd);
+}
+CSM_INLINE void csm_store_d(double* p, csm_vd v) { memcpy(p, &v, sizeof v); }
+/* mask ? a : b, lane-wise, for masks made by vector comparisons (all ones/zeros). */
+CSM_INLINE csm_vd csm_select(csm_vi mask, csm_vd a, csm_vd b) {
+    return CSM_FROM_BITS((CSM_BITS(a) & mask) | (CSM_BITS(b) & ~mask));
+}
+#else
+typedef double csm_vd;
+typedef int64_t csm_vi;
+#define CSM_SET1(x) ((double)(x))
+#define CSM_SET1I(x) ((int64_t)(x))
+#define CSM_LANE(v, l) (v)
+CSM_INLINE csm_vi csm_bits_of(double v) { csm_vi i; memcpy(&i, &v, 8); return i; }
+CSM_INLINE double csm_double_of(csm_vi i) { double v; memcpy(&v, &i, 8); return v; }
+#define CSM_BITS(v) csm_bits_of(v)
+#define CSM_FROM_BITS(v) csm_double_of(v)
+CSM_INLINE csm_vd csm_load_d(const double* p) { return *p; }
+CSM_INLINE csm_vd csm_load_f(const float* p) { return (double)*p; }
+CSM_INLINE void csm_store_d(double* p, csm_vd v) { *p = v; }
+CSM_INLINE csm_vd csm_select(csm_vi mask, csm_vd a, csm_vd b) { return mask ? a : b; }
+#endif
+
+/* Comparisons giving all-ones / all-zeros masks in both modes. */
+#if CSM_VECTOR_EXT
+#define CSM_LT(a, b) ((csm_vi)((a) < (b)))
+#else
+#define CSM_LT(a, b) ((csm_vi)(((a) < (b)) ? -1 : 0))
+#endif
+
+static inline ptrdiff_t csm_padded(ptrdiff_t K) { return (K + CSM_VL - 1) / CSM_VL * CSM_VL; }
+
+/* Sum of the lanes in a fixed tree order. */
+CSM_INLINE double csm_hsum(csm_vd v) {
+#if CSM_VL == 8
+    return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
+#elif CSM_VL == 4
+    return (v[0] + v[2]) + (v[1] + v[3]);
+#elif CSM_VL == 2
+    return v[0] + v[1];
+#else
+    return v;
+#endif
+}
+
+/* Shuffles of two vectors (lane indices into the concatenation of a and b). */
+#if CSM_VECTOR_EXT
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+#define CSM_SHUFFLE(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define CSM_SHUFFLE(a, b, ...) __builtin_shuffle(a, b, (csm_vi){__VA_ARGS__})
+#endif
+#endif
+
+/* Sums of CSM_VL vectors at once: lane j of the result is the sum of the lanes
+ * of a[j], in a fixed tree (the same tree as csm_hsum).  Transposing while
+ * adding costs about 3 instructions per sum instead of CSM_VL. */
+CSM_INLINE csm_vd csm_hsum_many(const csm_vd* a) {
+#if CSM_VL == 8
+    csm_vd h[4], q[2];
+    for (int j = 0; j < 4; j++) {
+        /* lanes: a[2j] (0+4, 1+5, 2+6, 3+7) interleaved with a[2j+1] */
+        csm_vd lo = CSM_SHUFFLE(a[2 * j], a[2 * j + 1], 0, 1, 2, 3, 8, 9, 10, 11);
+        csm_vd hi = CSM_SHUFFLE(a[2 * j], a[2 * j + 1], 4, 5, 6, 7, 12, 13, 14, 15);
+        h[j] = lo + hi; /* [x0+x4, x1+x5, x2+x6, x3+x7, y0+y4, ...] */
+    }
+    for (int j = 0; j < 2; j++) {
+        csm_vd lo = CSM_SHUFFLE(h[2 * j], h[2 * j + 1], 0, 1, 4, 5, 8, 9, 12, 13);
+        csm_vd hi = CSM_SHUFFLE(h[2 * j], h[2 * j + 1], 2, 3, 6, 7, 10, 11, 14, 15);
+        q[j] = lo + hi; /* [(x0+x4)+(x2+x6), (x1+x5)+(x3+x7), same for y, z, w] */
+    }
+    csm_vd lo = CSM_SHUFFLE(q[0], q[1], 0, 2, 4, 6, 8, 10, 12, 14);
+    csm_vd hi = CSM_SHUFFLE(q[0], q[1], 1, 3, 5, 7, 9, 11, 13, 15);
+    return lo + hi;
+#elif CSM_VL == 4
+    csm_vd h[2];
+    for (int j = 0; j < 2; j++) {
+        csm_vd lo = CSM_SHUFFLE(a[2 * j], a[2 * j + 1], 0, 1, 4, 5);
+        csm_vd hi = CSM_SHUFFLE(a[2 * j], a[2 * j + 1], 2, 3, 6, 7);
+        h[j] = lo + hi; /* [x0+x2, x1+x3, y0+y2, y1+y3] */
+    }
+    csm_vd lo = CSM_SHUFFLE(h[0], h[1], 0, 2, 4, 6);
+    csm_vd hi = CSM_SHUFFLE(h[0], h[1], 1, 3, 5, 7);
+    return lo + hi;
+#elif CSM_VL == 2
+    csm_vd lo = CSM_SHUFFLE(a[0], a[1], 0, 2);
+    csm_vd hi = CSM_SHUFFLE(a[0], a[1], 1, 3);
+    return lo + hi;
+#else
+    return a[0];
+#endif
+}
+
+CSM_INLINE double csm_hmax(csm_vd v) {
+    double m = CSM_LANE(v, 0);
+    for (int l = 1; l < CSM_VL; l++) m = CSM_LANE(v, l) > m ? CSM_LANE(v, l) : m;
+    return m;
+}
+
+/* ------------------------------------------------------------------------- */
+/* exp and log                                                               */
+/* ------------------------------------------------------------------------- */
+
+/* exp(x) for x <= 0 (and -inf, NaN), about 1 ulp.
+ * x = n ln2 + r with |r| <= ln2/2, exp(r) by a degree-13 Taylor polynomial,
+ * 2^n applied in two halves so subnormal results (x < -708) stay right.
+ * x < -746 gives +0, NaN stays NaN. */
+CSM_INLINE csm_vd csm_exp_nonpositive(csm_vd x) {
+    const csm_vd lo = CSM_SET1(-746.0);
+    const csm_vd shifter = CSM_SET1(6755399441055744.0); /* 1.5 * 2^52 */
+    x = csm_select(CSM_LT(x, lo), lo, x);
+    csm_vd t = x * CSM_SET1(1.4426950408889634) + shifter;
+    csm_vd n = t - shifter;
+    csm_vi ni = CSM_BITS(t) - CSM_BITS(shifter);
+    csm_vd r = x - n * CSM_SET1(0.693147180559890330187);   /* ln2 high part */
+    r = r - n * CSM_SET1(5.49792301870850242169e-14);       /* ln2 low part */
+    csm_vd p = CSM_SET1(1.0 / 6227020800.0);
+    p = p * r + CSM_SET1(1.0 / 479001600.0);
+    p = p * r + CSM_SET1(1.0 / 39916800.0);
+    p = p * r + CSM_SET1(1.0 / 3628800.0);
+    p = p * r + CSM_SET1(1.0 / 362880.0);
+    p = p * r + CSM_SET1(1.0 / 40320.0);
+    p = p * r + CSM_SET1(1.0 / 5040.0);
+    p = p * r + CSM_SET1(1.0 / 720.0);
+    p = p * r + CSM_SET1(1.0 / 120.0);
+    p = p * r + CSM_SET1(1.0 / 24.0);
+    p = p * r + CSM_SET1(1.0 / 6.0);
+    p = p * r + CSM_SET1(0.5);
+    p = p * r + CSM_SET1(1.0);
+    p = p * r + CSM_SET1(1.0);
+    csm_vi n1 = ni >> 1;
+    csm_vi n2 = ni - n1;
+    csm_vd s1 = CSM_FROM_BITS((n1 + CSM_SET1I(1023)) << 52);
+    csm_vd s2 = CSM_FROM_BITS((n2 + CSM_SET1I(1023)) << 52);
+    return (p * s1) * s2;
+}
+
+/* log(x) for normal positive x; +inf and NaN are passed through. */
+CSM_INLINE csm_vd csm_log_positive(csm_vd x) {
+    const csm_vi mantissa = CSM_SET1I(0x000FFFFFFFFFFFFFLL);
+    const csm_vi one_bits = CSM_SET1I(0x3FF0000000000000LL);
+    csm_vi bits = CSM_BITS(x);
+    csm_vi e = (bits >> 52) - CSM_SET1I(1023);
+    csm_vd m = CSM_FROM_BITS((bits & mantissa) | one_bits); /* [1, 2) */
+    csm_vi big = CSM_LT(CSM_SET1(1.4142135623730951), m);
+    m = csm_select(big, m * CSM_SET1(0.5), m);
+    e = e - big; /* big is -1 where true */
+    csm_vd f = (m - CSM_SET1(1.0)) / (m + CSM_SET1(1.0));
+    csm_vd f2 = f * f;
+    /* 2 atanh(f) = 2 (f + f^3/3 + f^5/5 + ...), |f| <= 0.1716 */
+    csm_vd q = CSM_SET1(2.0 / 25.0);
+    q = q * f2 + CSM_SET1(2.0 / 23.0);
+    q = q * f2 + CSM_SET1(2.0 / 21.0);
+    q = q * f2 + CSM_SET1(2.0 / 19.0);
+    q = q * f2 + CSM_SET1(2.0 / 17.0);
+    q = q * f2 + CSM_SET1(2.0 / 15.0);
+    q = q * f2 + CSM_SET1(2.0 / 13.0);
+    q = q * f2 + CSM_SET1(2.0 / 11.0);
+    q = q * f2 + CSM_SET1(2.0 / 9.0);
+    q = q * f2 + CSM_SET1(2.0 / 7.0);
+    q = q * f2 + CSM_SET1(2.0 / 5.0);
+    q = q * f2 + CSM_SET1(2.0 / 3.0);
+    csm_vd log_m = f * CSM_SET1(2.0) + (f * f2) * q;
+#if CSM_VECTOR_EXT
+    csm_vd ed = __builtin_convertvector(e, csm_vd);
+#else
+    csm_vd ed = (double)e;
+#endif
+    csm_vd result = ed * CSM_SET1(0.693147180559890330187) + (log_m + ed * CSM_SET1(5.49792301870850242169e-14));
+    /* Keep +inf and NaN as they are. */
+    return csm_select(CSM_LT(x, CSM_SET1(INFINITY)), result, x + x);
+}
+
+/* v[0:n] = exp(v[0:n]) for values <= 0 (n a multiple of CSM_VL). */
+static inline void csm_exp_inplace(double* v, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i += CSM_VL) csm_store_d(v + i, csm_exp_nonpositive(csm_load_d(v + i)));
+}
+
+/* v[0:n] = log(v[0:n]) (n a multiple of CSM_VL). */
+static inline void csm_log_inplace(double* v, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i += CSM_VL) csm_store_d(v + i, csm_log_positive(csm_load_d(v + i)));
+}
+
+/* Row maximum over a padded row (padding is -inf). */
+static inline double csm_row_max(const double* z, ptrdiff_t ldz) {
+    csm_vd m = csm_load_d(z);
+    for (ptrdiff_t k = CSM_VL; k < ldz; k += CSM_VL) {
+        csm_vd v = csm_load_d(z + k);
+        m = csm_select(CSM_LT(m, v), v, m);
+    }
+    return csm_hmax(m);
+}
+
+static inline double csm_row_sum(const double* z, ptrdiff_t ldz) {
+    csm_vd s = csm_load_d(z);
+    for (ptrdiff_t k = CSM_VL; k < ldz; k += CSM_VL) s += csm_load_d(z + k);
+    return csm_hsum(s);
+}
+
+/* z[0:ldz] = z * a + c, vectorised over a padded row. */
+static inline void csm_row_affine(double* z, ptrdiff_t ldz, double a, double c) {
+    const csm_vd va = CSM_SET1(a), vc = CSM_SET1(c);
+    for (ptrdiff_t k = 0; k < ldz; k += CSM_VL) csm_store_d(z + k, csm_load_d(z + k) * va + vc);
+}
+
+/* Residual row of a labelled sample: z = z * a - (k == label ? w : 0), in
+ * vectors (a scalar update of z[label] right after a vector store would stall
+ * on store forwarding). */
+static inline void csm_row_residual_label(double* z, ptrdiff_t ldz, double a, ptrdiff_t label, double w) {
+    csm_vd lane;
+    for (int l = 0; l < CSM_VL; l++) {
+#if CSM_VECTOR_EXT
+        lane[l] = (double)l;
+#else
+        lane = 0.0;
+#endif
+    }
+    const csm_vd va = CSM_SET1(a), vw = CSM_SET1(w), target = CSM_SET1((double)label);
+    for (ptrdiff_t k = 0; k < ldz; k += CSM_VL) {
+        const csm_vd v = csm_load_d(z + k) * va;
+        const csm_vd index = lane + CSM_SET1((double)k);
+        const csm_vi hit = CSM_LT(index, target + CSM_SET1(0.5)) & CSM_LT(target - CSM_SET1(0.5), index);
+        csm_store_d(z + k, csm_select(hit, v - vw, v));
+    }
+}
+
+/* acc[0:ldz] += sum of the n_rows rows of Z (in row order). */
+static inline void csm_add_rows(const double* Z, ptrdiff_t ldz, ptrdiff_t n_rows, double* acc) {
+    for (ptrdiff_t k = 0; k < ldz; k += CSM_VL) {
+        csm_vd s = csm_load_d(acc + k);
+        for (ptrdiff_t r = 0; r < n_rows; r++) s += csm_load_d(Z + r * ldz + k);
+        csm_store_d(acc + k, s);
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* Logits and the gradient's rank update, templated on the type of X         */
+/* ------------------------------------------------------------------------- */
+
+#define CSM_XT double
+#define CSM_SFX(name) name##_d
+#define CSM_LOADX csm_load_d
+#include "_kernels_typed.h"
+#undef CSM_XT
+#undef CSM_SFX
+#undef CSM_LOADX
+
+#define CSM_XT float
+#define CSM_SFX(name) name##_f
+#define CSM_LOADX csm_load_f
+#include "_kernels_typed.h"
+#undef CSM_XT
+#undef CSM_SFX
+#undef CSM_LOADX
+
+#endif /* CSOFTMAX_KERNELS_H */
