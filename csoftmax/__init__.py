@@ -6,6 +6,7 @@ integer labels ``y`` (N,) or targets ``Y`` (N, K), sample weights (N,).
 
 from ._config import openmp_enabled, show_config
 from ._functions import (
+    hessian_product,
     log_likelihood,
     log_likelihood_gradient,
     log_softmax,
@@ -19,6 +20,7 @@ from ._version import __version__
 
 __all__ = [
     "__version__",
+    "hessian_product",
     "log_likelihood",
     "log_likelihood_gradient",
     "log_softmax",

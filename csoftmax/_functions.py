@@ -32,6 +32,7 @@ __all__ = [
     "log_likelihood",
     "log_likelihood_gradient",
     "loss_and_gradient",
+    "hessian_product",
 ]
 
 # Status bits of the kernels (see _dense_impl.pxi).
@@ -377,3 +378,90 @@ def loss_and_gradient(
     loss_sum, sum_sq_W = _run_loss_gradient(W, X, b, labels, targets, weights, scale, l2, grad_W_out, grad_b_out, nt)
     loss = loss_sum * scale + 0.5 * l2 * sum_sq_W
     return loss, grad_W_out, grad_b_out
+
+
+def hessian_product(
+    W,
+    X,
+    V,
+    b=None,
+    Vb=None,
+    *,
+    y=None,
+    sample_weight=None,
+    l2=0.0,
+    reduction="mean",
+    n_threads=None,
+):
+    """Hessian-vector product of the :func:`loss_and_gradient` objective.
+
+    At parameters (W, b) and in direction (V, Vb) it returns ``H @ (V, Vb)``:
+
+        HV_W = (1/S) sum_n w_n s_n x_n ((diag p_n - p_n p_n^T)(V x_n + Vb))^T + l2 V
+        HV_b = (1/S) sum_n w_n s_n (diag p_n - p_n p_n^T)(V x_n + Vb)
+
+    where ``s_n = sum_k y_nk`` (1 for integer labels or ``y=None``).  The
+    Hessian of softmax cross-entropy depends on the targets only through
+    those row sums.  One fused pass over X, no (N, K) temporary, and results
+    that do not depend on ``n_threads``.
+
+    Parameters
+    ----------
+    W : array_like of shape (K, D)
+    X : array_like of shape (N, D)
+    V : array_like of shape (K, D)
+        Direction for W.
+    b : array_like of shape (K,), optional
+    Vb : array_like of shape (K,), optional
+        Direction for b (zeros when omitted); only with b.
+    y : array_like of shape (N,) or (N, K), optional
+        Labels or targets; only the targets' row sums matter.
+    sample_weight, l2, reduction, n_threads
+        As in :func:`loss_and_gradient`.
+
+    Returns
+    -------
+    HV_W : ndarray of shape (K, D)
+    HV_b : ndarray of shape (K,) or None
+        None when b is None.
+
+    Examples
+    --------
+    >>> import numpy as np, csoftmax
+    >>> HV_W, _ = csoftmax.hessian_product(np.zeros((2, 1)), np.ones((1, 1)), np.array([[1.0], [0.0]]))
+    >>> HV_W
+    array([[ 0.25],
+           [-0.25]])
+    """
+    W, X, b = _model_inputs(W, X, b)
+    V = as_weights(V, X.dtype, X.shape[1], "V")
+    if V.shape != W.shape:
+        raise ValueError(f"V must have the shape of W {W.shape}; got {V.shape}")
+    if b is None:
+        if Vb is not None:
+            raise ValueError("Vb was given but b is None: there is no intercept direction")
+    else:
+        Vb = np.zeros_like(b) if Vb is None else as_bias(Vb, X.dtype, W.shape[0], "Vb")
+    weights = as_sample_weight(sample_weight, X.shape[0])
+    check_reduction(reduction)
+    l2 = check_l2(l2)
+    total = weight_total(weights, X.shape[0], reduction)
+    row_weights = weights
+    if y is not None:
+        labels, targets = as_targets(y, X.shape[0], W.shape[0], "y")
+        if targets is not None:
+            sums = targets.sum(axis=1)
+            row_weights = sums if weights is None else weights * sums
+        elif labels.size and (labels.min() < 0 or labels.max() >= W.shape[0]):
+            raise_bad_label(labels, W.shape[0])
+    nt = resolve_n_threads(n_threads)
+    out_W = np.empty(W.shape, dtype=X.dtype)
+    out_b = None if b is None else np.empty(W.shape[0], dtype=X.dtype)
+    status, n_nonfinite = _kernels.hessian_product(X, W, b, V, Vb, row_weights, 1.0 / total, l2, out_W, out_b, nt)
+    _check_status(status)
+    if n_nonfinite:
+        raise_nonfinite(
+            (("X", X), ("W", W), ("b", b), ("V", V), ("Vb", Vb), ("sample_weight", weights)),
+            "the Hessian-vector product",
+        )
+    return out_W, out_b
