@@ -16,10 +16,13 @@ from ._functions import (
     predict_proba,
     softmax,
 )
+from ._packed import PackedBits, pack_bits
 from ._version import __version__
 
 __all__ = [
     "__version__",
+    "PackedBits",
+    "pack_bits",
     "hessian_product",
     "log_likelihood",
     "log_likelihood_gradient",

@@ -23,16 +23,19 @@
 # partial results are summed in partition order, so results are bitwise
 # identical for any ``n_threads``.
 #
-# Precision: arithmetic is done in float64 for both float32 and float64 inputs
-# (float32 values are widened as they are read), so float32 work is
-# accumulated in float64.
+# Precision: arithmetic is done in float64 for every input kind (float32 values
+# are widened as they are read), so float32 work is accumulated in float64.
+#
+# Input kinds: the chunk kernels read X through a ``Source``: dense float64 or
+# float32 rows with any strides, or bit-packed binary rows (``PackedBits``).
+# Everything after the logits (softmax, loss, residuals) is shared.
 
 from cython cimport floating
 from cython.parallel cimport prange, parallel
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset, memcpy
 from libc.math cimport exp, log, INFINITY, isfinite
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t, uint8_t
 
 cdef extern from "_omp_shim.h" nogil:
     int CSM_OPENMP_ENABLED
@@ -81,6 +84,15 @@ cdef extern from "_kernels.h" nogil:
                            const double* R, Py_ssize_t ldr, Py_ssize_t K, double* G, Py_ssize_t ldg)
     void csm_rank_update_f(const float* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
                            const double* R, Py_ssize_t ldr, Py_ssize_t K, double* G, Py_ssize_t ldg)
+    void csm_logits_u8(const uint8_t* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
+                       const double* W, Py_ssize_t ldw, Py_ssize_t K, const double* bias,
+                       double* Z, Py_ssize_t ldz)
+    void csm_rank_update_u8(const uint8_t* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
+                            const double* R, Py_ssize_t ldr, Py_ssize_t K, double* G, Py_ssize_t ldg)
+    void csm_bits_logits(const uint64_t* words, Py_ssize_t ldb, Py_ssize_t n_rows, Py_ssize_t D,
+                         const double* WT, Py_ssize_t ldz, const double* bias, double* Z)
+    void csm_bits_accumulate(const uint64_t* words, Py_ssize_t ldb, Py_ssize_t n_rows, Py_ssize_t D,
+                             const double* R, Py_ssize_t ldz, double* GT)
 
 # What a partition computes.
 cdef enum:
@@ -88,14 +100,46 @@ cdef enum:
     MODE_LOSS_GRADIENT = 1   # loss sum and gradient sums
     MODE_HESSIAN = 2         # Hessian-vector product sums
 
+# Input kinds.
+cdef enum:
+    KIND_F64 = 0             # dense float64 rows, any strides
+    KIND_F32 = 1             # dense float32 rows, any strides
+    KIND_BITS = 2            # bit-packed binary rows (uint64 words)
+    KIND_U8 = 3              # dense uint8 (or bool) rows, any strides
+
+# Element types of dense X.
+ctypedef fused xtype:
+    double
+    float
+    uint8_t
+
 
 # ---------------------------------------------------------------------------
-# (a) nogil kernels for one row / one chunk of rows
+# (a) nogil kernels for a chunk of rows
 # ---------------------------------------------------------------------------
+
+cdef struct Model:
+    # Float64 copies of the parameters, in the layouts the kernels want.
+    Py_ssize_t K, D, ldz
+    double* W         # K x D, row-major (dense kinds)
+    double* bias      # K
+    double* WT        # D x ldz transposed, then ldz bias padded with -inf (bits kind)
+
+
+cdef struct Source:
+    # Where the rows of X come from.
+    int kind
+    const void* data  # first element of X, or first word
+    Py_ssize_t s0     # row stride in elements (dense) or words per row (bits)
+    Py_ssize_t s1     # feature stride in elements (dense)
+    Py_ssize_t D
+
 
 cdef struct Scratch:
     # Per-thread buffers for one chunk of rows; allocated by scratch_new.
     void* pack        # CSM_CHUNK x D copy of rows of X whose features are strided
+    const void* Xc    # the current chunk's rows (in X itself, or in pack)
+    Py_ssize_t ld     # their leading dimension
     double* Z         # CSM_CHUNK x ldz logits, then probabilities, then residuals
     double* U         # CSM_CHUNK x ldz logits of the direction (Hessian product)
     double* row_sum   # CSM_CHUNK (+ CSM_VL padding) per-row values:
@@ -103,25 +147,29 @@ cdef struct Scratch:
     double* row_a     #   shifted logit of the label (or sum_k y_k (z_k - max)),
     double* row_b     #   sum_k y_k
     double* col_sum   # ldz: running column sums of the residuals (intercept gradient)
+    double* GT        # D x ldz gradient accumulator, transposed (bits kind)
 
 
-cdef Scratch* scratch_new(Py_ssize_t D, Py_ssize_t itemsize, Py_ssize_t ldz) noexcept nogil:
+cdef Scratch* scratch_new(const Source* src, Py_ssize_t ldz) noexcept nogil:
     """Allocate one thread's scratch; NULL when memory is short."""
     cdef Py_ssize_t rows = CSM_CHUNK + CSM_VL
+    cdef Py_ssize_t itemsize = 4 if src.kind == KIND_F32 else (1 if src.kind == KIND_U8 else 8)
     cdef Scratch* s = <Scratch*> malloc(sizeof(Scratch))
     if s == NULL:
         return NULL
-    s.pack = malloc(CSM_CHUNK * D * itemsize + 64)
+    s.pack = malloc(CSM_CHUNK * src.D * itemsize + 64) if src.kind != KIND_BITS else malloc(64)
     s.Z = <double*> malloc(rows * ldz * sizeof(double))
     s.U = <double*> malloc(rows * ldz * sizeof(double))
     s.row_sum = <double*> malloc((4 * rows + ldz) * sizeof(double))
+    s.GT = <double*> malloc((src.D * ldz + 1) * sizeof(double)) if src.kind == KIND_BITS else NULL
+    if (s.pack == NULL or s.Z == NULL or s.U == NULL or s.row_sum == NULL
+            or (src.kind == KIND_BITS and s.GT == NULL)):
+        scratch_free(s)
+        return NULL
     s.row_log = s.row_sum + rows
     s.row_a = s.row_sum + 2 * rows
     s.row_b = s.row_sum + 3 * rows
     s.col_sum = s.row_sum + 4 * rows
-    if s.pack == NULL or s.Z == NULL or s.U == NULL or s.row_sum == NULL:
-        scratch_free(s)
-        return NULL
     return s
 
 
@@ -131,51 +179,73 @@ cdef void scratch_free(Scratch* s) noexcept nogil:
         free(s.Z)
         free(s.U)
         free(s.row_sum)
+        free(s.GT)
         free(s)
 
 
-cdef inline const floating* chunk_rows(
-        const floating* X, Py_ssize_t sx0, Py_ssize_t sx1,  # IN  X and its element strides
-        Py_ssize_t first_row, Py_ssize_t n_rows, Py_ssize_t D,
-        void* pack,                                         # OUT scratch, n_rows x D
-        Py_ssize_t* ld) noexcept nogil:                     # OUT leading dimension of the result
-    """Return a pointer to ``n_rows`` rows of X whose features are contiguous.
-
-    Rows with contiguous features are used in place (any row stride, including
-    zero and negative ones); other layouts are packed into ``pack``.
-    """
+cdef void pack_rows(const xtype* X, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t first_row,
+                    Py_ssize_t n_rows, Py_ssize_t D, xtype* dst) noexcept nogil:
     cdef Py_ssize_t r, i
-    cdef const floating* src
-    cdef floating* dst = <floating*> pack
-    if sx1 == 1:
-        ld[0] = sx0
-        return X + first_row * sx0
+    cdef const xtype* src
     for r in range(n_rows):
-        src = X + (first_row + r) * sx0
+        src = X + (first_row + r) * s0
         for i in range(D):
-            dst[r * D + i] = src[i * sx1]
-    ld[0] = D
-    return dst
+            dst[r * D + i] = src[i * s1]
 
 
-cdef inline void chunk_logits(const floating* Xc, Py_ssize_t ld, Py_ssize_t n_rows, Py_ssize_t D,
-                              const double* W, Py_ssize_t K, const double* bias,
-                              double* Z, Py_ssize_t ldz) noexcept nogil:
-    """Z[r, :K] = W @ Xc[r] + bias, Z[r, K:ldz] = -inf."""
-    if floating is double:
-        csm_logits_d(Xc, ld, n_rows, D, W, D, K, bias, Z, ldz)
+cdef void source_chunk(const Source* src, Py_ssize_t first_row, Py_ssize_t n_rows,
+                       Scratch* s) noexcept nogil:
+    """Point ``s.Xc``/``s.ld`` at rows [first_row, first_row + n_rows).
+
+    Dense rows with contiguous features are used in place (any row stride,
+    including zero and negative ones); other layouts are packed into s.pack.
+    """
+    if src.kind == KIND_BITS:
+        s.Xc = (<const uint64_t*> src.data) + first_row * src.s0
+        s.ld = src.s0
+    elif src.s1 == 1:
+        if src.kind == KIND_F64:
+            s.Xc = (<const double*> src.data) + first_row * src.s0
+        elif src.kind == KIND_F32:
+            s.Xc = (<const float*> src.data) + first_row * src.s0
+        else:
+            s.Xc = (<const uint8_t*> src.data) + first_row * src.s0
+        s.ld = src.s0
     else:
-        csm_logits_f(Xc, ld, n_rows, D, W, D, K, bias, Z, ldz)
+        if src.kind == KIND_F64:
+            pack_rows(<const double*> src.data, src.s0, src.s1, first_row, n_rows, src.D, <double*> s.pack)
+        elif src.kind == KIND_F32:
+            pack_rows(<const float*> src.data, src.s0, src.s1, first_row, n_rows, src.D, <float*> s.pack)
+        else:
+            pack_rows(<const uint8_t*> src.data, src.s0, src.s1, first_row, n_rows, src.D, <uint8_t*> s.pack)
+        s.Xc = s.pack
+        s.ld = src.D
 
 
-cdef inline void chunk_rank_update(const floating* Xc, Py_ssize_t ld, Py_ssize_t n_rows, Py_ssize_t D,
-                                   const double* R, Py_ssize_t ldr, Py_ssize_t K,
-                                   double* G) noexcept nogil:
-    """G (K x D) += R[:, :K].T @ Xc."""
-    if floating is double:
-        csm_rank_update_d(Xc, ld, n_rows, D, R, ldr, K, G, D)
+cdef void source_logits(const Source* src, const Scratch* s, Py_ssize_t n_rows,
+                        const Model* m, double* Z) noexcept nogil:
+    """Z[r, :K] = W x_r + b, Z[r, K:ldz] = -inf for the current chunk."""
+    if src.kind == KIND_F64:
+        csm_logits_d(<const double*> s.Xc, s.ld, n_rows, src.D, m.W, src.D, m.K, m.bias, Z, m.ldz)
+    elif src.kind == KIND_F32:
+        csm_logits_f(<const float*> s.Xc, s.ld, n_rows, src.D, m.W, src.D, m.K, m.bias, Z, m.ldz)
+    elif src.kind == KIND_U8:
+        csm_logits_u8(<const uint8_t*> s.Xc, s.ld, n_rows, src.D, m.W, src.D, m.K, m.bias, Z, m.ldz)
     else:
-        csm_rank_update_f(Xc, ld, n_rows, D, R, ldr, K, G, D)
+        csm_bits_logits(<const uint64_t*> s.Xc, s.ld, n_rows, src.D, m.WT, m.ldz, m.WT + src.D * m.ldz, Z)
+
+
+cdef void source_rank_update(const Source* src, Scratch* s, Py_ssize_t n_rows, Py_ssize_t K,
+                             const double* R, Py_ssize_t ldz, double* G) noexcept nogil:
+    """G (K x D) += R[:, :K].T @ X_chunk; the bits kind accumulates into s.GT instead."""
+    if src.kind == KIND_F64:
+        csm_rank_update_d(<const double*> s.Xc, s.ld, n_rows, src.D, R, ldz, K, G, src.D)
+    elif src.kind == KIND_F32:
+        csm_rank_update_f(<const float*> s.Xc, s.ld, n_rows, src.D, R, ldz, K, G, src.D)
+    elif src.kind == KIND_U8:
+        csm_rank_update_u8(<const uint8_t*> s.Xc, s.ld, n_rows, src.D, R, ldz, K, G, src.D)
+    else:
+        csm_bits_accumulate(<const uint64_t*> s.Xc, s.ld, n_rows, src.D, R, ldz, s.GT)
 
 
 cdef inline void chunk_shift_rows(double* Z, Py_ssize_t ldz, Py_ssize_t n_rows) noexcept nogil:
@@ -195,11 +265,9 @@ cdef inline void chunk_exp_sums(double* Z, Py_ssize_t ldz, Py_ssize_t n_rows,
 
 
 cdef int partition_work(
-        int mode,
-        const floating* X, Py_ssize_t sx0, Py_ssize_t sx1,   # IN  X (N, D) and element strides
-        Py_ssize_t row_begin, Py_ssize_t row_end, Py_ssize_t D, Py_ssize_t K,
-        const double* W, const double* bias,                 # IN  K x D, K (float64 copies)
-        const double* V, const double* Vb,                   # IN  direction (MODE_HESSIAN) or NULL
+        int mode, const Source* src,
+        Py_ssize_t row_begin, Py_ssize_t row_end,
+        const Model* model, const Model* direction,          # IN  parameters; direction for MODE_HESSIAN
         const int64_t* labels,                               # IN  (N,) or NULL
         const double* Y, Py_ssize_t sy0, Py_ssize_t sy1,     # IN  (N, K) targets or NULL
         const double* weights,                               # IN  (N,) row weights or NULL
@@ -217,32 +285,33 @@ cdef int partition_work(
     """
     cdef int status = STATUS_OK
     cdef double loss = 0.0
+    cdef Py_ssize_t K = model.K, D = src.D, ldz = model.ldz
     cdef double* G = partial + 1
     cdef double* gb = partial + 1 + K * D
-    cdef Py_ssize_t ldz = csm_padded(K)
     cdef double* Z = scratch.Z
     cdef double* U = scratch.U
     cdef double* row_sum = scratch.row_sum
     cdef double* row_log = scratch.row_log
     cdef double* row_a = scratch.row_a
     cdef double* row_b = scratch.row_b
-    cdef Py_ssize_t r0 = row_begin, n_rows, r, k, n, ld, n_padded
+    cdef Py_ssize_t r0 = row_begin, n_rows, r, k, n, i, n_padded
     cdef int64_t label
     cdef double w, y_sum, yz_sum, y_k, pu
     cdef double* z
     cdef double* u
-    cdef const floating* Xc
 
     if mode != MODE_LOSS:
         memset(G, 0, K * D * sizeof(double))
         memset(scratch.col_sum, 0, ldz * sizeof(double))
+        if src.kind == KIND_BITS:
+            memset(scratch.GT, 0, D * ldz * sizeof(double))
     while r0 < row_end:
         n_rows = min(<Py_ssize_t> CSM_CHUNK, row_end - r0)
-        Xc = chunk_rows(X, sx0, sx1, r0, n_rows, D, scratch.pack, &ld)
-        chunk_logits(Xc, ld, n_rows, D, W, K, bias, Z, ldz)
+        source_chunk(src, r0, n_rows, scratch)
+        source_logits(src, scratch, n_rows, model, Z)
         chunk_shift_rows(Z, ldz, n_rows)
         if mode == MODE_HESSIAN:
-            chunk_logits(Xc, ld, n_rows, D, V, K, Vb, U, ldz)
+            source_logits(src, scratch, n_rows, direction, U)
             chunk_exp_sums(Z, ldz, n_rows, row_sum)
             for r in range(n_rows):
                 z = Z + r * ldz
@@ -303,11 +372,15 @@ cdef int partition_work(
                         for k in range(K):
                             z[k] -= w * Y[n * sy0 + k * sy1]
         if mode != MODE_LOSS:
-            chunk_rank_update(Xc, ld, n_rows, D, Z, ldz, K, G)
+            source_rank_update(src, scratch, n_rows, K, Z, ldz, G)
             csm_add_rows(Z, ldz, n_rows, scratch.col_sum)
         r0 += n_rows
     if mode != MODE_LOSS:
         memcpy(gb, scratch.col_sum, K * sizeof(double))
+        if src.kind == KIND_BITS:
+            for i in range(D):
+                for k in range(K):
+                    G[k * D + i] = scratch.GT[i * ldz + k]
     partial[0] = loss
     return status
 
@@ -315,11 +388,6 @@ cdef int partition_work(
 # ---------------------------------------------------------------------------
 # Helpers of the def layer
 # ---------------------------------------------------------------------------
-
-cdef inline Py_ssize_t element_stride(Py_ssize_t byte_stride, Py_ssize_t itemsize) noexcept nogil:
-    # The wrappers guarantee strides are multiples of the itemsize.
-    return byte_stride // itemsize
-
 
 cdef inline Py_ssize_t n_partitions(Py_ssize_t N, Py_ssize_t per_partition_doubles) noexcept nogil:
     """Number of row partitions: a function of the problem size only, never of threads."""
@@ -334,31 +402,55 @@ cdef inline Py_ssize_t n_partitions(Py_ssize_t N, Py_ssize_t per_partition_doubl
     return n_parts
 
 
-cdef double* model_copy(const floating[:, :] W, const floating[::1] b) noexcept nogil:
-    """float64 copy of W (K x D, row-major) followed by b (K; zeros when b is None)."""
+cdef int model_new(Model* m, const floating[:, :] W, const floating[::1] b, bint transposed,
+                   double padding) noexcept nogil:
+    """Float64 copies of W (K x D) and b (zeros when None); with ``transposed``
+    also W^T padded to ldz columns followed by b padded with ``padding``."""
     cdef Py_ssize_t K = W.shape[0], D = W.shape[1], k, i
-    cdef double* out = <double*> malloc((K * D + K + 1) * sizeof(double))
-    if out == NULL:
-        return NULL
+    m.K = K
+    m.D = D
+    m.ldz = csm_padded(K)
+    m.W = <double*> malloc((K * D + K + 1) * sizeof(double))
+    m.WT = NULL
+    if m.W == NULL:
+        return -1
+    m.bias = m.W + K * D
     for k in range(K):
         for i in range(D):
-            out[k * D + i] = W[k, i]
-        out[K * D + k] = b[k] if b is not None else 0.0
-    return out
+            m.W[k * D + i] = W[k, i]
+        m.bias[k] = b[k] if b is not None else 0.0
+    if transposed:
+        m.WT = <double*> malloc(((D + 1) * m.ldz + 1) * sizeof(double))
+        if m.WT == NULL:
+            free(m.W)
+            m.W = NULL
+            return -1
+        for i in range(D):
+            for k in range(m.ldz):
+                m.WT[i * m.ldz + k] = m.W[k * D + i] if k < K else 0.0
+        for k in range(m.ldz):
+            m.WT[D * m.ldz + k] = m.bias[k] if k < K else padding
+    return 0
+
+
+cdef void model_free(Model* m) noexcept nogil:
+    free(m.W)
+    free(m.WT)
+    m.W = NULL
+    m.WT = NULL
 
 
 cdef int run_partitions(
-        int mode,
-        const floating* X, Py_ssize_t N, Py_ssize_t D, Py_ssize_t sx0, Py_ssize_t sx1,
-        Py_ssize_t K, const double* W, const double* bias, const double* V, const double* Vb,
+        int mode, const Source* src, Py_ssize_t N,
+        const Model* model, const Model* direction,
         const int64_t* labels, const double* Y, Py_ssize_t sy0, Py_ssize_t sy1,
         const double* weights, Py_ssize_t n_threads,
         double* result) noexcept nogil:              # OUT [loss, G (K x D), gb (K)] summed
     """Run ``partition_work`` over a fixed partition of the rows and reduce in order."""
+    cdef Py_ssize_t K = model.K, D = src.D
     cdef Py_ssize_t part_size = 1 + K * D + K
     cdef Py_ssize_t n_parts = n_partitions(N, part_size)
     cdef Py_ssize_t rows_per_part = (N + n_parts - 1) // n_parts
-    cdef Py_ssize_t ldz = csm_padded(K)
     cdef Py_ssize_t p, j, nt
     cdef double* partials
     cdef int* statuses
@@ -373,11 +465,11 @@ cdef int run_partitions(
 
     if n_parts == 1:
         # Small inputs: one partition, written straight into the result, no team.
-        scratch = scratch_new(D, sizeof(floating), ldz)
+        scratch = scratch_new(src, model.ldz)
         if scratch == NULL:
             return STATUS_NO_MEMORY
-        status = partition_work(mode, X, sx0, sx1, 0, N, D, K, W, bias, V, Vb,
-                                labels, Y, sy0, sy1, weights, scratch, result)
+        status = partition_work(mode, src, 0, N, model, direction, labels, Y, sy0, sy1, weights,
+                                scratch, result)
         scratch_free(scratch)
         return status
 
@@ -388,29 +480,27 @@ cdef int run_partitions(
         free(statuses)
         return STATUS_NO_MEMORY
     if nt <= 1:
-        scratch = scratch_new(D, sizeof(floating), ldz)
+        scratch = scratch_new(src, model.ldz)
         if scratch == NULL:
             status = STATUS_NO_MEMORY
         else:
             for p in range(n_parts):
                 statuses[p] = partition_work(
-                    mode, X, sx0, sx1, p * rows_per_part, min(N, (p + 1) * rows_per_part),
-                    D, K, W, bias, V, Vb, labels, Y, sy0, sy1, weights, scratch,
-                    partials + p * part_size)
+                    mode, src, p * rows_per_part, min(N, (p + 1) * rows_per_part), model, direction,
+                    labels, Y, sy0, sy1, weights, scratch, partials + p * part_size)
             scratch_free(scratch)
     else:
         with parallel(num_threads=nt):
             # Per-thread scratch (private: assigned in the block), first
             # touched by the thread that uses it.
-            scratch = scratch_new(D, sizeof(floating), ldz)
+            scratch = scratch_new(src, model.ldz)
             for p in prange(n_parts, schedule="dynamic"):
                 if scratch == NULL:
                     statuses[p] = STATUS_NO_MEMORY
                 else:
                     statuses[p] = partition_work(
-                        mode, X, sx0, sx1, p * rows_per_part, min(N, (p + 1) * rows_per_part),
-                        D, K, W, bias, V, Vb, labels, Y, sy0, sy1, weights, scratch,
-                        partials + p * part_size)
+                        mode, src, p * rows_per_part, min(N, (p + 1) * rows_per_part), model,
+                        direction, labels, Y, sy0, sy1, weights, scratch, partials + p * part_size)
             scratch_free(scratch)
     if not (status & STATUS_NO_MEMORY):
         for p in range(n_parts):
@@ -428,13 +518,13 @@ cdef int run_partitions(
 
 cdef Py_ssize_t write_scaled(
         const double* sums, Py_ssize_t K, Py_ssize_t D, double scale, double l2,
-        const floating[:, :] P,                 # IN  the parameter penalised by l2 (W or V)
+        const double* P,                        # IN  the parameter penalised by l2 (W or V), K x D
         floating[:, ::1] out_W, floating[::1] out_b) noexcept nogil:
     """out_W = scale * G + l2 * P, out_b = scale * gb; returns the count of non-finite values."""
     cdef Py_ssize_t k, i, n_nonfinite = 0
     for k in range(K):
         for i in range(D):
-            out_W[k, i] = <floating> (scale * sums[1 + k * D + i] + l2 * P[k, i])
+            out_W[k, i] = <floating> (scale * sums[1 + k * D + i] + l2 * P[k * D + i])
             if not isfinite(out_W[k, i]):
                 n_nonfinite += 1
         if out_b is not None:
@@ -444,9 +534,86 @@ cdef Py_ssize_t write_scaled(
     return n_nonfinite
 
 
+cdef Source dense_source(const floating[:, :] X) noexcept:
+    cdef Source src
+    src.kind = KIND_F64 if floating is double else KIND_F32
+    src.data = &X[0, 0] if (X.shape[0] > 0 and X.shape[1] > 0) else NULL
+    # The wrappers guarantee strides are multiples of the item size.
+    src.s0 = X.strides[0] // <Py_ssize_t> sizeof(floating)
+    src.s1 = X.strides[1] // <Py_ssize_t> sizeof(floating)
+    src.D = X.shape[1]
+    return src
+
+
+cdef Source bytes_source(const uint8_t[:, :] X) noexcept:
+    cdef Source src
+    src.kind = KIND_U8
+    src.data = &X[0, 0] if (X.shape[0] > 0 and X.shape[1] > 0) else NULL
+    src.s0 = X.strides[0]
+    src.s1 = X.strides[1]
+    src.D = X.shape[1]
+    return src
+
+
+cdef Source bits_source(const uint64_t[:, ::1] words, Py_ssize_t n_features) noexcept:
+    cdef Source src
+    src.kind = KIND_BITS
+    src.data = &words[0, 0] if (words.shape[0] > 0 and words.shape[1] > 0) else NULL
+    src.s0 = words.shape[1]
+    src.s1 = 1
+    src.D = n_features
+    return src
+
+
 # ---------------------------------------------------------------------------
 # (b) def loops
 # ---------------------------------------------------------------------------
+
+cdef object loss_gradient_core(
+        Source* src, Py_ssize_t N,
+        const floating[:, :] W, const floating[::1] b,
+        const int64_t[::1] labels, const double[:, :] Y, const double[::1] weights,
+        double scale, double l2,
+        floating[:, ::1] grad_W_out, floating[::1] grad_b_out, int n_threads):
+    cdef Py_ssize_t D = W.shape[1], K = W.shape[0], k, i
+    cdef Py_ssize_t sy0 = 0, sy1 = 0
+    cdef int mode = MODE_LOSS_GRADIENT if grad_W_out is not None else MODE_LOSS
+    cdef const int64_t* labels_ptr = NULL
+    cdef const double* Y_ptr = NULL
+    cdef const double* weights_ptr = NULL
+    cdef double* sums = NULL
+    cdef int status = STATUS_OK
+    cdef double sum_sq_W = 0.0, loss_sum = 0.0
+    cdef Py_ssize_t n_nonfinite = 0
+    cdef Model model
+
+    if labels is not None and N > 0:
+        labels_ptr = &labels[0]
+    if Y is not None:
+        if N > 0:
+            Y_ptr = &Y[0, 0]
+        sy0 = Y.strides[0] // <Py_ssize_t> sizeof(double)
+        sy1 = Y.strides[1] // <Py_ssize_t> sizeof(double)
+    if weights is not None and N > 0:
+        weights_ptr = &weights[0]
+    with nogil:
+        sums = <double*> malloc((1 + K * D + K) * sizeof(double))
+        if model_new(&model, W, b, src.kind == KIND_BITS, -INFINITY) != 0 or sums == NULL:
+            status = STATUS_NO_MEMORY
+        else:
+            memset(sums, 0, (1 + K * D + K) * sizeof(double))
+            if N > 0:
+                status = run_partitions(mode, src, N, &model, NULL, labels_ptr, Y_ptr, sy0, sy1,
+                                        weights_ptr, n_threads, sums)
+            for k in range(K * D):
+                sum_sq_W += model.W[k] * model.W[k]
+            if mode == MODE_LOSS_GRADIENT and not (status & (STATUS_NO_MEMORY | STATUS_BAD_LABEL)):
+                n_nonfinite = write_scaled(sums, K, D, scale, l2, model.W, grad_W_out, grad_b_out)
+            loss_sum = sums[0]
+        model_free(&model)
+        free(sums)
+    return loss_sum, status, n_nonfinite, sum_sq_W
+
 
 def loss_gradient(
         const floating[:, :] X,            # IN  (N, D)
@@ -459,59 +626,82 @@ def loss_gradient(
         floating[:, ::1] grad_W_out,       # OUT (K, D) or None (loss only)
         floating[::1] grad_b_out,          # OUT (K,) or None
         int n_threads):
-    """Fused loss + gradient over the rows of X.
+    """Fused loss + gradient over the rows of dense X.
 
     Returns ``(loss_sum, status, n_nonfinite_gradient, sum_sq_W)``, where
     ``loss_sum`` = sum_n w_n sum_k y_nk (lse_n - z_nk) >= 0 and, when
     ``grad_W_out`` is given, ``grad_W_out = scale * sum_n r_n x_n^T + l2 * W`` and
     ``grad_b_out = scale * sum_n r_n``.
     """
-    cdef Py_ssize_t N = X.shape[0], D = X.shape[1], K = W.shape[0], k, i
-    cdef Py_ssize_t sx0 = element_stride(X.strides[0], sizeof(floating))
-    cdef Py_ssize_t sx1 = element_stride(X.strides[1], sizeof(floating))
-    cdef Py_ssize_t sy0 = 0, sy1 = 0
-    cdef int mode = MODE_LOSS_GRADIENT if grad_W_out is not None else MODE_LOSS
-    cdef const floating* X_ptr = &X[0, 0] if (N > 0 and D > 0) else NULL
-    cdef const int64_t* labels_ptr = NULL
-    cdef const double* Y_ptr = NULL
+    cdef Source src = dense_source(X)
+    return loss_gradient_core(&src, X.shape[0], W, b, labels, Y, weights, scale, l2,
+                              grad_W_out, grad_b_out, n_threads)
+
+
+def loss_gradient_u8(
+        const uint8_t[:, :] X, const floating[:, :] W, const floating[::1] b,
+        const int64_t[::1] labels, const double[:, :] Y, const double[::1] weights,
+        double scale, double l2, floating[:, ::1] grad_W_out, floating[::1] grad_b_out,
+        int n_threads):
+    """As :func:`loss_gradient`, for uint8 (or bool viewed as uint8) rows."""
+    cdef Source src = bytes_source(X)
+    return loss_gradient_core(&src, X.shape[0], W, b, labels, Y, weights, scale, l2,
+                              grad_W_out, grad_b_out, n_threads)
+
+
+def loss_gradient_bits(
+        const uint64_t[:, ::1] words,      # IN  (N, n_words) packed rows
+        Py_ssize_t n_features,
+        const floating[:, :] W,            # IN  (K, D)
+        const floating[::1] b,             # IN  (K,) or None
+        const int64_t[::1] labels,         # IN  (N,) or None
+        const double[:, :] Y,              # IN  (N, K) or None
+        const double[::1] weights,         # IN  (N,) or None
+        double scale, double l2,
+        floating[:, ::1] grad_W_out,       # OUT (K, D) or None (loss only)
+        floating[::1] grad_b_out,          # OUT (K,) or None
+        int n_threads):
+    """As :func:`loss_gradient`, for bit-packed binary rows."""
+    cdef Source src = bits_source(words, n_features)
+    return loss_gradient_core(&src, words.shape[0], W, b, labels, Y, weights, scale, l2,
+                              grad_W_out, grad_b_out, n_threads)
+
+
+cdef object hessian_core(
+        Source* src, Py_ssize_t N,
+        const floating[:, :] W, const floating[::1] b,
+        const floating[:, :] V, const floating[::1] Vb,
+        const double[::1] weights, double scale, double l2,
+        floating[:, ::1] out_W, floating[::1] out_b, int n_threads):
+    cdef Py_ssize_t D = W.shape[1], K = W.shape[0]
     cdef const double* weights_ptr = NULL
-    cdef double* model = NULL
     cdef double* sums = NULL
     cdef int status = STATUS_OK
-    cdef double sum_sq_W = 0.0
     cdef Py_ssize_t n_nonfinite = 0
+    cdef Model model, direction
+    cdef int ok_model, ok_direction
 
-    if labels is not None and N > 0:
-        labels_ptr = &labels[0]
-    if Y is not None:
-        if N > 0:
-            Y_ptr = &Y[0, 0]
-        sy0 = Y.strides[0] // <Py_ssize_t> sizeof(double)
-        sy1 = Y.strides[1] // <Py_ssize_t> sizeof(double)
     if weights is not None and N > 0:
         weights_ptr = &weights[0]
     with nogil:
-        model = model_copy(W, b)
         sums = <double*> malloc((1 + K * D + K) * sizeof(double))
-        if model == NULL or sums == NULL:
+        ok_model = model_new(&model, W, b, src.kind == KIND_BITS, -INFINITY)
+        ok_direction = model_new(&direction, V, Vb, src.kind == KIND_BITS, 0.0)
+        if ok_model != 0 or ok_direction != 0 or sums == NULL:
             status = STATUS_NO_MEMORY
         else:
-            sums[0] = 0.0
-            if N == 0:
-                memset(sums, 0, (1 + K * D + K) * sizeof(double))
-            else:
-                status = run_partitions(mode, X_ptr, N, D, sx0, sx1, K, model, model + K * D,
-                                        NULL, NULL, labels_ptr, Y_ptr, sy0, sy1, weights_ptr,
-                                        n_threads, sums)
-            for k in range(K):
-                for i in range(D):
-                    sum_sq_W += model[k * D + i] * model[k * D + i]
-            if mode == MODE_LOSS_GRADIENT and not (status & (STATUS_NO_MEMORY | STATUS_BAD_LABEL)):
-                n_nonfinite = write_scaled(sums, K, D, scale, l2, W, grad_W_out, grad_b_out)
-        loss_sum = sums[0] if sums != NULL else 0.0
-        free(model)
+            memset(sums, 0, (1 + K * D + K) * sizeof(double))
+            if N > 0:
+                status = run_partitions(MODE_HESSIAN, src, N, &model, &direction, NULL, NULL, 0, 0,
+                                        weights_ptr, n_threads, sums)
+            if not (status & STATUS_NO_MEMORY):
+                n_nonfinite = write_scaled(sums, K, D, scale, l2, direction.W, out_W, out_b)
+        if ok_model == 0:
+            model_free(&model)
+        if ok_direction == 0:
+            model_free(&direction)
         free(sums)
-    return loss_sum, status, n_nonfinite, sum_sq_W
+    return status, n_nonfinite
 
 
 def hessian_product(
@@ -531,37 +721,81 @@ def hessian_product(
     with ``h_n = w_n (diag(p_n) - p_n p_n^T)(V x_n + Vb)``.  Returns
     ``(status, n_nonfinite)``.
     """
-    cdef Py_ssize_t N = X.shape[0], D = X.shape[1], K = W.shape[0]
-    cdef Py_ssize_t sx0 = element_stride(X.strides[0], sizeof(floating))
-    cdef Py_ssize_t sx1 = element_stride(X.strides[1], sizeof(floating))
-    cdef const floating* X_ptr = &X[0, 0] if (N > 0 and D > 0) else NULL
-    cdef const double* weights_ptr = NULL
-    cdef double* model = NULL
-    cdef double* direction = NULL
-    cdef double* sums = NULL
-    cdef int status = STATUS_OK
-    cdef Py_ssize_t n_nonfinite = 0
+    cdef Source src = dense_source(X)
+    return hessian_core(&src, X.shape[0], W, b, V, Vb, weights, scale, l2, out_W, out_b, n_threads)
 
-    if weights is not None and N > 0:
-        weights_ptr = &weights[0]
+
+def hessian_product_u8(
+        const uint8_t[:, :] X,
+        const floating[:, :] W, const floating[::1] b,
+        const floating[:, :] V, const floating[::1] Vb,
+        const double[::1] weights, double scale, double l2,
+        floating[:, ::1] out_W, floating[::1] out_b, int n_threads):
+    """As :func:`hessian_product`, for uint8 (or bool viewed as uint8) rows."""
+    cdef Source src = bytes_source(X)
+    return hessian_core(&src, X.shape[0], W, b, V, Vb, weights, scale, l2, out_W, out_b, n_threads)
+
+
+def hessian_product_bits(
+        const uint64_t[:, ::1] words, Py_ssize_t n_features,
+        const floating[:, :] W, const floating[::1] b,
+        const floating[:, :] V, const floating[::1] Vb,
+        const double[::1] weights, double scale, double l2,
+        floating[:, ::1] out_W, floating[::1] out_b, int n_threads):
+    """As :func:`hessian_product`, for bit-packed binary rows."""
+    cdef Source src = bits_source(words, n_features)
+    return hessian_core(&src, words.shape[0], W, b, V, Vb, weights, scale, l2, out_W, out_b, n_threads)
+
+
+cdef object predict_core(
+        Source* src, Py_ssize_t N,
+        const floating[:, :] W, const floating[::1] b,
+        floating[:, ::1] proba_out, int64_t[::1] labels_out, int n_threads):
+    cdef Py_ssize_t D = W.shape[1], K = W.shape[0]
+    cdef Py_ssize_t n_chunks = (N + CSM_CHUNK - 1) // CSM_CHUNK
+    cdef Py_ssize_t nt = min(<Py_ssize_t> n_threads, n_chunks)
+    cdef floating* P_ptr = NULL
+    cdef int64_t* L_ptr = NULL
+    cdef Py_ssize_t c, n_bad = 0
+    cdef int status = STATUS_OK
+    cdef Scratch* scratch = NULL
+    cdef Model model
+
+    if proba_out is not None and N > 0:
+        P_ptr = &proba_out[0, 0]
+    if labels_out is not None and N > 0:
+        L_ptr = &labels_out[0]
+    if N * (D + K) < MIN_ELEMENTS_PARALLEL:
+        nt = 1
     with nogil:
-        model = model_copy(W, b)
-        direction = model_copy(V, Vb)
-        sums = <double*> malloc((1 + K * D + K) * sizeof(double))
-        if model == NULL or direction == NULL or sums == NULL:
+        if model_new(&model, W, b, src.kind == KIND_BITS, -INFINITY) != 0:
             status = STATUS_NO_MEMORY
         else:
-            memset(sums, 0, (1 + K * D + K) * sizeof(double))
-            if N > 0:
-                status = run_partitions(MODE_HESSIAN, X_ptr, N, D, sx0, sx1, K, model, model + K * D,
-                                        direction, direction + K * D, NULL, NULL, 0, 0, weights_ptr,
-                                        n_threads, sums)
-            if not (status & STATUS_NO_MEMORY):
-                n_nonfinite = write_scaled(sums, K, D, scale, l2, V, out_W, out_b)
-        free(model)
-        free(direction)
-        free(sums)
-    return status, n_nonfinite
+            if nt <= 1:
+                scratch = scratch_new(src, model.ldz)
+                if scratch == NULL:
+                    status = STATUS_NO_MEMORY
+                else:
+                    for c in range(n_chunks):
+                        n_bad += predict_chunk(src, c * CSM_CHUNK,
+                                               min(<Py_ssize_t> CSM_CHUNK, N - c * CSM_CHUNK),
+                                               &model, scratch, P_ptr, L_ptr)
+                    scratch_free(scratch)
+            else:
+                with parallel(num_threads=nt):
+                    scratch = scratch_new(src, model.ldz)
+                    for c in prange(n_chunks, schedule="static"):
+                        if scratch == NULL:
+                            n_bad += N + 1   # impossible count: signals no memory
+                        else:
+                            n_bad += predict_chunk(src, c * CSM_CHUNK,
+                                                   min(<Py_ssize_t> CSM_CHUNK, N - c * CSM_CHUNK),
+                                                   &model, scratch, P_ptr, L_ptr)
+                    scratch_free(scratch)
+            model_free(&model)
+    if n_bad > N:
+        status = STATUS_NO_MEMORY
+    return status, n_bad
 
 
 def predict_rows(
@@ -572,69 +806,41 @@ def predict_rows(
         int64_t[::1] labels_out,           # OUT (N,) argmax, or None
         int n_threads):
     """Probabilities and/or argmax classes of every row; returns (status, n_bad_rows)."""
-    cdef Py_ssize_t N = X.shape[0], D = X.shape[1], K = W.shape[0]
-    cdef Py_ssize_t sx0 = element_stride(X.strides[0], sizeof(floating))
-    cdef Py_ssize_t sx1 = element_stride(X.strides[1], sizeof(floating))
-    cdef Py_ssize_t n_chunks = (N + CSM_CHUNK - 1) // CSM_CHUNK
-    cdef Py_ssize_t nt = min(<Py_ssize_t> n_threads, n_chunks)
-    cdef const floating* X_ptr = &X[0, 0] if (N > 0 and D > 0) else NULL
-    cdef floating* P_ptr = NULL
-    cdef int64_t* L_ptr = NULL
-    cdef double* model = NULL
-    cdef Py_ssize_t c, n_bad = 0
-    cdef int status = STATUS_OK
-    cdef Scratch* scratch = NULL
+    cdef Source src = dense_source(X)
+    return predict_core(&src, X.shape[0], W, b, proba_out, labels_out, n_threads)
 
-    if proba_out is not None and N > 0:
-        P_ptr = &proba_out[0, 0]
-    if labels_out is not None and N > 0:
-        L_ptr = &labels_out[0]
-    if N * (D + K) < MIN_ELEMENTS_PARALLEL:
-        nt = 1
-    with nogil:
-        model = model_copy(W, b)
-        if model == NULL:
-            status = STATUS_NO_MEMORY
-        elif nt <= 1:
-            scratch = scratch_new(D, sizeof(floating), csm_padded(K))
-            if scratch == NULL:
-                status = STATUS_NO_MEMORY
-            else:
-                for c in range(n_chunks):
-                    n_bad += predict_chunk(X_ptr, sx0, sx1, c * CSM_CHUNK,
-                                           min(<Py_ssize_t> CSM_CHUNK, N - c * CSM_CHUNK),
-                                           D, K, model, scratch, P_ptr, L_ptr)
-                scratch_free(scratch)
-        else:
-            with parallel(num_threads=nt):
-                scratch = scratch_new(D, sizeof(floating), csm_padded(K))
-                for c in prange(n_chunks, schedule="static"):
-                    if scratch == NULL:
-                        n_bad += N + 1   # impossible count: signals no memory
-                    else:
-                        n_bad += predict_chunk(X_ptr, sx0, sx1, c * CSM_CHUNK,
-                                               min(<Py_ssize_t> CSM_CHUNK, N - c * CSM_CHUNK),
-                                               D, K, model, scratch, P_ptr, L_ptr)
-                scratch_free(scratch)
-        free(model)
-    if n_bad > N:
-        status = STATUS_NO_MEMORY
-    return status, n_bad
+
+def predict_rows_u8(
+        const uint8_t[:, :] X,
+        const floating[:, :] W, const floating[::1] b,
+        floating[:, ::1] proba_out, int64_t[::1] labels_out, int n_threads):
+    """As :func:`predict_rows`, for uint8 (or bool viewed as uint8) rows."""
+    cdef Source src = bytes_source(X)
+    return predict_core(&src, X.shape[0], W, b, proba_out, labels_out, n_threads)
+
+
+def predict_rows_bits(
+        const uint64_t[:, ::1] words, Py_ssize_t n_features,
+        const floating[:, :] W, const floating[::1] b,
+        floating[:, ::1] proba_out, int64_t[::1] labels_out, int n_threads):
+    """As :func:`predict_rows`, for bit-packed binary rows."""
+    cdef Source src = bits_source(words, n_features)
+    return predict_core(&src, words.shape[0], W, b, proba_out, labels_out, n_threads)
 
 
 cdef Py_ssize_t predict_chunk(
-        const floating* X, Py_ssize_t sx0, Py_ssize_t sx1, Py_ssize_t first_row, Py_ssize_t n_rows,
-        Py_ssize_t D, Py_ssize_t K, const double* model, Scratch* scratch,
+        const Source* src, Py_ssize_t first_row, Py_ssize_t n_rows,
+        const Model* model, Scratch* scratch,
         floating* P, int64_t* L) noexcept nogil:  # OUT (N, K) / (N,) or NULL
     """Probabilities (P) or argmax (L) of one chunk of rows; returns the count of non-finite rows."""
-    cdef Py_ssize_t ld, r, k, best, n_bad = 0
-    cdef Py_ssize_t ldz = csm_padded(K)
-    cdef const floating* Xc = chunk_rows(X, sx0, sx1, first_row, n_rows, D, scratch.pack, &ld)
+    cdef Py_ssize_t r, k, best, n_bad = 0
+    cdef Py_ssize_t K = model.K, ldz = model.ldz
     cdef double* Z = scratch.Z
     cdef double* z
     cdef floating* p
     cdef double check, inv
-    chunk_logits(Xc, ld, n_rows, D, model, K, model + K * D, Z, ldz)
+    source_chunk(src, first_row, n_rows, scratch)
+    source_logits(src, scratch, n_rows, model, Z)
     if L != NULL:
         for r in range(n_rows):
             z = Z + r * ldz
@@ -669,8 +875,8 @@ def rowwise(
         int n_threads):
     """Row-wise softmax, log_softmax or logsumexp of Z; returns (status, n_bad_rows)."""
     cdef Py_ssize_t N = Z.shape[0], K = Z.shape[1]
-    cdef Py_ssize_t sz0 = element_stride(Z.strides[0], sizeof(floating))
-    cdef Py_ssize_t sz1 = element_stride(Z.strides[1], sizeof(floating))
+    cdef Py_ssize_t sz0 = Z.strides[0] // <Py_ssize_t> sizeof(floating)
+    cdef Py_ssize_t sz1 = Z.strides[1] // <Py_ssize_t> sizeof(floating)
     cdef Py_ssize_t n_chunks = (N + CSM_CHUNK - 1) // CSM_CHUNK
     cdef Py_ssize_t nt = min(<Py_ssize_t> n_threads, n_chunks)
     cdef const floating* Z_ptr = &Z[0, 0] if (N > 0 and K > 0) else NULL
@@ -679,6 +885,7 @@ def rowwise(
     cdef Py_ssize_t c, n_bad = 0
     cdef int status = STATUS_OK
     cdef Scratch* scratch = NULL
+    cdef Source shape_only
 
     if out is not None and N > 0:
         out_ptr = &out[0, 0]
@@ -686,9 +893,11 @@ def rowwise(
         lse_ptr = &out_lse[0]
     if N * K < MIN_ELEMENTS_PARALLEL:
         nt = 1
+    shape_only.kind = KIND_F64      # scratch for rows of Z only: no pack buffer
+    shape_only.D = 0
     with nogil:
         if nt <= 1:
-            scratch = scratch_new(0, sizeof(floating), csm_padded(K))
+            scratch = scratch_new(&shape_only, csm_padded(K))
             if scratch == NULL:
                 status = STATUS_NO_MEMORY
             else:
@@ -699,7 +908,7 @@ def rowwise(
                 scratch_free(scratch)
         else:
             with parallel(num_threads=nt):
-                scratch = scratch_new(0, sizeof(floating), csm_padded(K))
+                scratch = scratch_new(&shape_only, csm_padded(K))
                 for c in prange(n_chunks, schedule="static"):
                     if scratch == NULL:
                         n_bad += N + 1

@@ -9,8 +9,10 @@ import numpy as np
 
 from ._dispatch import kernels as _kernels
 from ._threads import resolve_n_threads
+from ._packed import PackedBits
 from ._validation import (
     as_bias,
+    as_feature_matrix,
     as_float_matrix,
     as_sample_weight,
     as_targets,
@@ -18,6 +20,7 @@ from ._validation import (
     check_l2,
     check_out,
     check_reduction,
+    parameter_dtype,
     raise_bad_label,
     raise_nonfinite,
     weight_total,
@@ -144,11 +147,39 @@ def logsumexp(Z, *, out=None, n_threads=None):
 # ---------------------------------------------------------------------------
 
 
+class _Features:
+    """X after validation, with the kernels that read its kind.
+
+    ``args`` are the leading arguments of those kernels: ``(X,)`` for dense
+    arrays, ``(words, n_features)`` for PackedBits.
+    """
+
+    __slots__ = ("array", "args", "dtype", "n_samples", "n_features", "loss_gradient", "hessian_product", "predict_rows")
+
+    def __init__(self, X, W):
+        if isinstance(X, PackedBits):
+            self.array = X.words
+            self.args = (X.words, X.n_features)
+            self.n_samples, self.n_features = X.shape
+            suffix = "_bits"
+            self.dtype = parameter_dtype(W)
+        else:
+            X = as_feature_matrix(X, "X")
+            self.array = X
+            self.args = (X,)
+            self.n_samples, self.n_features = X.shape
+            suffix = "_u8" if X.dtype == np.uint8 else ""
+            self.dtype = parameter_dtype(W) if suffix else X.dtype
+        self.loss_gradient = getattr(_kernels, "loss_gradient" + suffix)
+        self.hessian_product = getattr(_kernels, "hessian_product" + suffix)
+        self.predict_rows = getattr(_kernels, "predict_rows" + suffix)
+
+
 def _model_inputs(W, X, b):
-    X = as_float_matrix(X, "X")
-    W = as_weights(W, X.dtype, X.shape[1], "W")
-    b = as_bias(b, X.dtype, W.shape[0], "b")
-    return W, X, b
+    features = _Features(X, W)
+    W = as_weights(W, features.dtype, features.n_features, "W")
+    b = as_bias(b, features.dtype, W.shape[0], "b")
+    return W, features, b
 
 
 def predict_proba(W, X, b=None, *, out=None, n_threads=None):
@@ -185,17 +216,17 @@ def predict_proba(W, X, b=None, *, out=None, n_threads=None):
     array([[0.5  , 0.5  ],
            [0.881, 0.119]])
     """
-    W, X, b = _model_inputs(W, X, b)
+    W, F, b = _model_inputs(W, X, b)
     nt = resolve_n_threads(n_threads)
-    shape = (X.shape[0], W.shape[0])
+    shape = (F.n_samples, W.shape[0])
     if out is None:
-        out = np.empty(shape, dtype=X.dtype)
+        out = np.empty(shape, dtype=F.dtype)
     else:
-        check_out(out, "out", shape, X.dtype, (("X", X), ("W", W), ("b", b)))
-    status, n_bad = _kernels.predict_rows(X, W, b, out, None, nt)
+        check_out(out, "out", shape, F.dtype, (("X", F.array), ("W", W), ("b", b)))
+    status, n_bad = F.predict_rows(*F.args, W, b, out, None, nt)
     _check_status(status)
     if n_bad:
-        raise_nonfinite((("X", X), ("W", W), ("b", b)), "predicted probabilities")
+        raise_nonfinite((("X", F.array), ("W", W), ("b", b)), "predicted probabilities")
     return out
 
 
@@ -214,13 +245,13 @@ def predict(W, X, b=None, *, n_threads=None):
     >>> csoftmax.predict(np.eye(3), np.array([[0.1, 0.7, 0.2], [0.0, 0.0, 1.0]]))
     array([1, 2])
     """
-    W, X, b = _model_inputs(W, X, b)
+    W, F, b = _model_inputs(W, X, b)
     nt = resolve_n_threads(n_threads)
-    labels = np.empty(X.shape[0], dtype=np.int64)
-    status, n_bad = _kernels.predict_rows(X, W, b, None, labels, nt)
+    labels = np.empty(F.n_samples, dtype=np.int64)
+    status, n_bad = F.predict_rows(*F.args, W, b, None, labels, nt)
     _check_status(status)
     if n_bad:
-        raise_nonfinite((("X", X), ("W", W), ("b", b)), "the logits")
+        raise_nonfinite((("X", F.array), ("W", W), ("b", b)), "the logits")
     return labels
 
 
@@ -230,22 +261,22 @@ def predict(W, X, b=None, *, n_threads=None):
 
 
 def _fit_inputs(W, X, y, b, sample_weight):
-    W, X, b = _model_inputs(W, X, b)
-    labels, targets = as_targets(y, X.shape[0], W.shape[0], "y")
-    weights = as_sample_weight(sample_weight, X.shape[0])
-    return W, X, b, labels, targets, weights
+    W, F, b = _model_inputs(W, X, b)
+    labels, targets = as_targets(y, F.n_samples, W.shape[0], "y")
+    weights = as_sample_weight(sample_weight, F.n_samples)
+    return W, F, b, labels, targets, weights
 
 
-def _run_loss_gradient(W, X, b, labels, targets, weights, scale, l2, grad_W, grad_b, nt):
-    loss_sum, status, n_nonfinite, sum_sq_W = _kernels.loss_gradient(
-        X, W, b, labels, targets, weights, scale, l2, grad_W, grad_b, nt
+def _run_loss_gradient(W, F, b, labels, targets, weights, scale, l2, grad_W, grad_b, nt):
+    loss_sum, status, n_nonfinite, sum_sq_W = F.loss_gradient(
+        *F.args, W, b, labels, targets, weights, scale, l2, grad_W, grad_b, nt
     )
     _check_status(status)
     if status & _STATUS_BAD_LABEL:
         raise_bad_label(labels, W.shape[0])
     if n_nonfinite or not np.isfinite(loss_sum):
         raise_nonfinite(
-            (("X", X), ("W", W), ("b", b), ("sample_weight", weights)),
+            (("X", F.array), ("W", W), ("b", b), ("sample_weight", weights)),
             "the log-likelihood" if grad_W is None else "the log-likelihood or its gradient",
         )
     return loss_sum, sum_sq_W
@@ -276,9 +307,9 @@ def log_likelihood(W, X, y, b=None, *, sample_weight=None, n_threads=None):
     >>> round(csoftmax.log_likelihood(np.zeros((2, 3)), np.ones((4, 3)), [0, 1, 1, 0]), 6)
     -2.772589
     """
-    W, X, b, labels, targets, weights = _fit_inputs(W, X, y, b, sample_weight)
+    W, F, b, labels, targets, weights = _fit_inputs(W, X, y, b, sample_weight)
     nt = resolve_n_threads(n_threads)
-    loss_sum, _ = _run_loss_gradient(W, X, b, labels, targets, weights, 0.0, 0.0, None, None, nt)
+    loss_sum, _ = _run_loss_gradient(W, F, b, labels, targets, weights, 0.0, 0.0, None, None, nt)
     return -loss_sum if loss_sum else 0.0
 
 
@@ -300,13 +331,13 @@ def log_likelihood_gradient(W, X, y, b=None, *, sample_weight=None, out=None, n_
     array([[ 1.],
            [-1.]])
     """
-    W, X, b, labels, targets, weights = _fit_inputs(W, X, y, b, sample_weight)
+    W, F, b, labels, targets, weights = _fit_inputs(W, X, y, b, sample_weight)
     nt = resolve_n_threads(n_threads)
     if out is None:
-        out = np.empty(W.shape, dtype=X.dtype)
+        out = np.empty(W.shape, dtype=F.dtype)
     else:
-        check_out(out, "out", W.shape, X.dtype, (("X", X), ("W", W), ("b", b), ("y", labels), ("y", targets)))
-    _run_loss_gradient(W, X, b, labels, targets, weights, -1.0, 0.0, out, None, nt)
+        check_out(out, "out", W.shape, F.dtype, (("X", F.array), ("W", W), ("b", b), ("y", labels), ("y", targets)))
+    _run_loss_gradient(W, F, b, labels, targets, weights, -1.0, 0.0, out, None, nt)
     return out
 
 
@@ -357,25 +388,25 @@ def loss_and_gradient(
     >>> round(loss, 6), gW.ravel(), gb
     (0.693147, array([-0.5,  0.5]), array([-0.5,  0.5]))
     """
-    W, X, b, labels, targets, weights = _fit_inputs(W, X, y, b, sample_weight)
+    W, F, b, labels, targets, weights = _fit_inputs(W, X, y, b, sample_weight)
     check_reduction(reduction)
     l2 = check_l2(l2)
-    total = weight_total(weights, X.shape[0], reduction)
+    total = weight_total(weights, F.n_samples, reduction)
     nt = resolve_n_threads(n_threads)
-    inputs = (("X", X), ("W", W), ("b", b), ("y", labels), ("y", targets), ("sample_weight", weights))
+    inputs = (("X", F.array), ("W", W), ("b", b), ("y", labels), ("y", targets), ("sample_weight", weights))
     if grad_W_out is None:
-        grad_W_out = np.empty(W.shape, dtype=X.dtype)
+        grad_W_out = np.empty(W.shape, dtype=F.dtype)
     else:
-        check_out(grad_W_out, "grad_W_out", W.shape, X.dtype, inputs)
+        check_out(grad_W_out, "grad_W_out", W.shape, F.dtype, inputs)
     if b is None:
         if grad_b_out is not None:
             raise ValueError("grad_b_out was given but b is None: there is no intercept gradient")
     elif grad_b_out is None:
-        grad_b_out = np.empty(W.shape[0], dtype=X.dtype)
+        grad_b_out = np.empty(W.shape[0], dtype=F.dtype)
     else:
-        check_out(grad_b_out, "grad_b_out", (W.shape[0],), X.dtype, inputs + (("grad_W_out", grad_W_out),))
+        check_out(grad_b_out, "grad_b_out", (W.shape[0],), F.dtype, inputs + (("grad_W_out", grad_W_out),))
     scale = 1.0 / total
-    loss_sum, sum_sq_W = _run_loss_gradient(W, X, b, labels, targets, weights, scale, l2, grad_W_out, grad_b_out, nt)
+    loss_sum, sum_sq_W = _run_loss_gradient(W, F, b, labels, targets, weights, scale, l2, grad_W_out, grad_b_out, nt)
     loss = loss_sum * scale + 0.5 * l2 * sum_sq_W
     return loss, grad_W_out, grad_b_out
 
@@ -433,35 +464,35 @@ def hessian_product(
     array([[ 0.25],
            [-0.25]])
     """
-    W, X, b = _model_inputs(W, X, b)
-    V = as_weights(V, X.dtype, X.shape[1], "V")
+    W, F, b = _model_inputs(W, X, b)
+    V = as_weights(V, F.dtype, F.n_features, "V")
     if V.shape != W.shape:
         raise ValueError(f"V must have the shape of W {W.shape}; got {V.shape}")
     if b is None:
         if Vb is not None:
             raise ValueError("Vb was given but b is None: there is no intercept direction")
     else:
-        Vb = np.zeros_like(b) if Vb is None else as_bias(Vb, X.dtype, W.shape[0], "Vb")
-    weights = as_sample_weight(sample_weight, X.shape[0])
+        Vb = np.zeros_like(b) if Vb is None else as_bias(Vb, F.dtype, W.shape[0], "Vb")
+    weights = as_sample_weight(sample_weight, F.n_samples)
     check_reduction(reduction)
     l2 = check_l2(l2)
-    total = weight_total(weights, X.shape[0], reduction)
+    total = weight_total(weights, F.n_samples, reduction)
     row_weights = weights
     if y is not None:
-        labels, targets = as_targets(y, X.shape[0], W.shape[0], "y")
+        labels, targets = as_targets(y, F.n_samples, W.shape[0], "y")
         if targets is not None:
             sums = targets.sum(axis=1)
             row_weights = sums if weights is None else weights * sums
         elif labels.size and (labels.min() < 0 or labels.max() >= W.shape[0]):
             raise_bad_label(labels, W.shape[0])
     nt = resolve_n_threads(n_threads)
-    out_W = np.empty(W.shape, dtype=X.dtype)
-    out_b = None if b is None else np.empty(W.shape[0], dtype=X.dtype)
-    status, n_nonfinite = _kernels.hessian_product(X, W, b, V, Vb, row_weights, 1.0 / total, l2, out_W, out_b, nt)
+    out_W = np.empty(W.shape, dtype=F.dtype)
+    out_b = None if b is None else np.empty(W.shape[0], dtype=F.dtype)
+    status, n_nonfinite = F.hessian_product(*F.args, W, b, V, Vb, row_weights, 1.0 / total, l2, out_W, out_b, nt)
     _check_status(status)
     if n_nonfinite:
         raise_nonfinite(
-            (("X", X), ("W", W), ("b", b), ("V", V), ("Vb", Vb), ("sample_weight", weights)),
+            (("X", F.array), ("W", W), ("b", b), ("V", V), ("Vb", Vb), ("sample_weight", weights)),
             "the Hessian-vector product",
         )
     return out_W, out_b

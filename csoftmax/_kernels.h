@@ -73,6 +73,7 @@
 typedef double csm_vd __attribute__((vector_size(CSM_VL * 8), aligned(8)));
 typedef int64_t csm_vi __attribute__((vector_size(CSM_VL * 8), aligned(8)));
 typedef float csm_vf __attribute__((vector_size(CSM_VL * 4), aligned(4)));
+typedef uint8_t csm_vb __attribute__((vector_size(CSM_VL), aligned(1)));
 #define CSM_SET1(x) ((csm_vd){0} + (double)(x))
 #define CSM_SET1I(x) ((csm_vi){0} + (int64_t)(x))
 #define CSM_BITS(v) ((csm_vi)(v))
@@ -81,6 +82,10 @@ typedef float csm_vf __attribute__((vector_size(CSM_VL * 4), aligned(4)));
 CSM_INLINE csm_vd csm_load_d(const double* p) { csm_vd v; memcpy(&v, p, sizeof v); return v; }
 CSM_INLINE csm_vd csm_load_f(const float* p) {
     csm_vf v; memcpy(&v, p, sizeof v);
+    return __builtin_convertvector(v, csm_vd);
+}
+CSM_INLINE csm_vd csm_load_u8(const uint8_t* p) {
+    csm_vb v; memcpy(&v, p, sizeof v);
     return __builtin_convertvector(v, csm_vd);
 }
 CSM_INLINE void csm_store_d(double* p, csm_vd v) { memcpy(p, &v, sizeof v); }
@@ -100,6 +105,7 @@ CSM_INLINE double csm_double_of(csm_vi i) { double v; memcpy(&v, &i, 8); return 
 #define CSM_FROM_BITS(v) csm_double_of(v)
 CSM_INLINE csm_vd csm_load_d(const double* p) { return *p; }
 CSM_INLINE csm_vd csm_load_f(const float* p) { return (double)*p; }
+CSM_INLINE csm_vd csm_load_u8(const uint8_t* p) { return (double)*p; }
 CSM_INLINE void csm_store_d(double* p, csm_vd v) { *p = v; }
 CSM_INLINE csm_vd csm_select(csm_vi mask, csm_vd a, csm_vd b) { return mask ? a : b; }
 #endif
@@ -317,6 +323,72 @@ static inline void csm_add_rows(const double* Z, ptrdiff_t ldz, ptrdiff_t n_rows
 }
 
 /* ------------------------------------------------------------------------- */
+/* Bit-packed binary features                                                */
+/* ------------------------------------------------------------------------- */
+/* A row of PackedBits is n_words 64-bit words; feature i is bit (i % 64) of
+ * word i / 64.  With binary features a logit is a sum of the weight columns
+ * of the set bits, and a gradient row is added to the columns of the set
+ * bits: the work is proportional to the number of set bits, not to D.  The
+ * weights are used transposed (D x ldz, one padded row per feature), so each
+ * set bit costs ldz / CSM_VL vector additions. */
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CSM_CTZ64(x) __builtin_ctzll(x)
+#else
+static inline int csm_ctz64(uint64_t x) { int n = 0; while (!(x & 1)) { x >>= 1; n++; } return n; }
+#define CSM_CTZ64(x) csm_ctz64(x)
+#endif
+
+/* Z[r] = bias + sum over set bits i of WT[i] for n_rows rows of words
+ * (leading dimension ldb words); bias is padded to ldz (with -inf for logits,
+ * so the padding columns stay -inf).  Bits at or beyond D are ignored. */
+static void csm_bits_logits(const uint64_t* words, ptrdiff_t ldb, ptrdiff_t n_rows, ptrdiff_t D,
+                            const double* WT, ptrdiff_t ldz, const double* bias, double* Z)
+{
+    const ptrdiff_t n_words = (D + 63) / 64;
+    const uint64_t last_mask = (D % 64) ? ((uint64_t)1 << (D % 64)) - 1 : ~(uint64_t)0;
+    for (ptrdiff_t r = 0; r < n_rows; r++) {
+        double* z = Z + r * ldz;
+        const uint64_t* row = words + r * ldb;
+        for (ptrdiff_t k = 0; k < ldz; k += CSM_VL) {
+            csm_vd acc = csm_load_d(bias + k);
+            for (ptrdiff_t w = 0; w < n_words; w++) {
+                uint64_t bits = row[w];
+                if (w == n_words - 1) bits &= last_mask;
+                while (bits) {
+                    const ptrdiff_t i = w * 64 + CSM_CTZ64(bits);
+                    acc += csm_load_d(WT + i * ldz + k);
+                    bits &= bits - 1;
+                }
+            }
+            csm_store_d(z + k, acc);
+        }
+    }
+}
+
+/* GT[i] += R[r] for every set bit i of every row r (GT is D x ldz). */
+static void csm_bits_accumulate(const uint64_t* words, ptrdiff_t ldb, ptrdiff_t n_rows, ptrdiff_t D,
+                                const double* R, ptrdiff_t ldz, double* GT)
+{
+    const ptrdiff_t n_words = (D + 63) / 64;
+    const uint64_t last_mask = (D % 64) ? ((uint64_t)1 << (D % 64)) - 1 : ~(uint64_t)0;
+    for (ptrdiff_t r = 0; r < n_rows; r++) {
+        const uint64_t* row = words + r * ldb;
+        const double* rr = R + r * ldz;
+        for (ptrdiff_t w = 0; w < n_words; w++) {
+            uint64_t bits = row[w];
+            if (w == n_words - 1) bits &= last_mask;
+            while (bits) {
+                double* g = GT + (w * 64 + CSM_CTZ64(bits)) * ldz;
+                for (ptrdiff_t k = 0; k < ldz; k += CSM_VL)
+                    csm_store_d(g + k, csm_load_d(g + k) + csm_load_d(rr + k));
+                bits &= bits - 1;
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------- */
 /* Logits and the gradient's rank update, templated on the type of X         */
 /* ------------------------------------------------------------------------- */
 
@@ -331,6 +403,15 @@ static inline void csm_add_rows(const double* Z, ptrdiff_t ldz, ptrdiff_t n_rows
 #define CSM_XT float
 #define CSM_SFX(name) name##_f
 #define CSM_LOADX csm_load_f
+#include "_kernels_typed.h"
+#undef CSM_XT
+#undef CSM_SFX
+#undef CSM_LOADX
+
+/* uint8 (and bool, which has the same bytes) features, widened as read. */
+#define CSM_XT uint8_t
+#define CSM_SFX(name) name##_u8
+#define CSM_LOADX csm_load_u8
 #include "_kernels_typed.h"
 #undef CSM_XT
 #undef CSM_SFX

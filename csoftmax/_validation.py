@@ -78,6 +78,26 @@ def as_float_matrix(X, name="X"):
     return _fix_layout(X)
 
 
+def as_feature_matrix(X, name="X"):
+    """X for the model functions: float32/float64 kept, uint8 and bool kept
+    (bool viewed as uint8, no copy), other integers converted to float64."""
+    X = _as_array(X, name)
+    if X.dtype == np.bool_:
+        _check_ndim(X, 2, name, "of shape (n_samples, n_features)")
+        return _fix_layout(X.view(np.uint8))
+    if X.dtype == np.uint8:
+        _check_ndim(X, 2, name, "of shape (n_samples, n_features)")
+        return _fix_layout(X)
+    return as_float_matrix(X, name)
+
+
+def parameter_dtype(W):
+    """The float dtype of the computation when X does not decide it (uint8,
+    bool, PackedBits): float32 when W is float32, else float64."""
+    dtype = getattr(W, "dtype", None)
+    return np.dtype(np.float32) if dtype == np.float32 else np.dtype(np.float64)
+
+
 def as_weights(W, dtype, n_features, name="W"):
     """W of shape (K, D) in ``dtype`` (a float copy only when the dtype differs)."""
     W = _as_array(W, name)
