@@ -32,7 +32,7 @@
 
 from cython cimport floating
 from cython.parallel cimport prange, parallel
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memset, memcpy
 from libc.math cimport exp, log, INFINITY, isfinite
 from libc.stdint cimport int64_t, uint64_t, uint8_t
@@ -971,3 +971,188 @@ cdef Py_ssize_t rowwise_chunk(
         else:
             out_lse[n] = <floating> (row_max[r] + row_log[r])
     return n_bad
+
+
+# ---------------------------------------------------------------------------
+# Mini-batch SGD: a whole epoch in compiled code
+# ---------------------------------------------------------------------------
+
+cdef enum:
+    SCHEDULE_CONSTANT = 0      # eta = eta0
+    SCHEDULE_INVSCALING = 1    # eta = eta0 / (1 + t)^power_t
+    SCHEDULE_OPTIMAL = 2       # eta = 1 / (l2 * (t0 + t)), Bottou's heuristic t0
+
+
+cdef void gather_rows(const Source* src, const int64_t* order, Py_ssize_t n_rows,
+                      void* dst) noexcept nogil:
+    """Copy rows order[0:n_rows] of X into dst, contiguous (D elements or words per row)."""
+    cdef Py_ssize_t j, i, row
+    cdef Py_ssize_t D = src.D, n_words = (src.D + 63) // 64
+    for j in range(n_rows):
+        row = order[j]
+        if src.kind == KIND_BITS:
+            memcpy((<uint64_t*> dst) + j * n_words, (<const uint64_t*> src.data) + row * src.s0,
+                   n_words * sizeof(uint64_t))
+        elif src.kind == KIND_F64:
+            for i in range(D):
+                (<double*> dst)[j * D + i] = (<const double*> src.data)[row * src.s0 + i * src.s1]
+        elif src.kind == KIND_F32:
+            for i in range(D):
+                (<float*> dst)[j * D + i] = (<const float*> src.data)[row * src.s0 + i * src.s1]
+        else:
+            for i in range(D):
+                (<uint8_t*> dst)[j * D + i] = (<const uint8_t*> src.data)[row * src.s0 + i * src.s1]
+
+
+cdef void refresh_transposed(Model* m) noexcept nogil:
+    cdef Py_ssize_t i, k
+    for i in range(m.D):
+        for k in range(m.K):
+            m.WT[i * m.ldz + k] = m.W[k * m.D + i]
+    for k in range(m.K):
+        m.WT[m.D * m.ldz + k] = m.bias[k]
+
+
+cdef object sgd_epoch_core(
+        Source* src, Py_ssize_t N,
+        const int64_t[::1] order,          # IN  the epoch's order of the rows
+        const int64_t[::1] labels,         # IN  (N,)
+        const double[::1] weights,         # IN  (N,) or None
+        double[:, ::1] W,                  # INOUT (K, D) float64
+        double[::1] b,                     # INOUT (K,) or None
+        double[:, ::1] W_velocity,         # INOUT (K, D) momentum buffers
+        double[::1] b_velocity,            # INOUT (K,) or None
+        Py_ssize_t batch_size, double l2, double weight_scale,
+        int schedule, double eta0, double power_t, double t0, double momentum,
+        double step):                      # IN  steps done before this epoch
+    cdef Py_ssize_t K = W.shape[0], D = W.shape[1], ldz = csm_padded(K)
+    cdef Py_ssize_t n_words = (D + 63) // 64
+    cdef Py_ssize_t n_order = order.shape[0], start, n_rows, j, k, i
+    cdef Py_ssize_t itemsize = 4 if src.kind == KIND_F32 else (1 if src.kind == KIND_U8 else 8)
+    cdef Source batch
+    cdef Model model
+    cdef Scratch* scratch = NULL
+    cdef void* rows = NULL
+    cdef int64_t* batch_labels = NULL
+    cdef int64_t* identity = NULL
+    cdef double* batch_weights = NULL
+    cdef double* partial = NULL
+    cdef double* zero_bias = NULL
+    cdef int status = STATUS_OK
+    cdef double loss_sum = 0.0, weight_sum = 0.0, eta, scale, g, batch_weight
+    cdef Py_ssize_t n_steps = 0
+
+    batch.kind = src.kind
+    batch.s0 = n_words if src.kind == KIND_BITS else D
+    batch.s1 = 1
+    batch.D = D
+    with nogil:
+        rows = malloc(batch_size * (n_words * 8 if src.kind == KIND_BITS else D * itemsize) + 64)
+        batch_labels = <int64_t*> malloc(batch_size * sizeof(int64_t))
+        batch_weights = <double*> malloc(batch_size * sizeof(double))
+        partial = <double*> malloc((1 + K * D + K) * sizeof(double))
+        zero_bias = <double*> calloc(K + 1, sizeof(double))
+        model.K = K
+        model.D = D
+        model.ldz = ldz
+        model.W = &W[0, 0]
+        model.bias = &b[0] if b is not None else zero_bias
+        model.WT = <double*> malloc(((D + 1) * ldz + 1) * sizeof(double)) if src.kind == KIND_BITS else NULL
+        scratch = scratch_new(&batch, ldz)
+        if (rows == NULL or batch_labels == NULL or batch_weights == NULL or partial == NULL
+                or zero_bias == NULL or scratch == NULL or (src.kind == KIND_BITS and model.WT == NULL)):
+            status = STATUS_NO_MEMORY
+        else:
+            if src.kind == KIND_BITS:
+                for i in range((D + 1) * ldz):
+                    model.WT[i] = 0.0
+                for k in range(K, ldz):
+                    model.WT[D * ldz + k] = -INFINITY
+            batch.data = rows
+            start = 0
+            while start < n_order:
+                n_rows = min(batch_size, n_order - start)
+                gather_rows(src, &order[start], n_rows, rows)
+                batch_weight = 0.0
+                for j in range(n_rows):
+                    batch_labels[j] = labels[order[start + j]]
+                    batch_weights[j] = weights[order[start + j]] if weights is not None else 1.0
+                    batch_weight += batch_weights[j]
+                if src.kind == KIND_BITS:
+                    refresh_transposed(&model)
+                status |= partition_work(MODE_LOSS_GRADIENT, &batch, 0, n_rows, &model, NULL,
+                                         batch_labels, NULL, 0, 0, batch_weights, scratch, partial)
+                if status != STATUS_OK or not isfinite(partial[0]):
+                    status |= STATUS_NONFINITE if status == STATUS_OK else 0
+                    break
+                loss_sum += partial[0]
+                weight_sum += batch_weight
+                # Unbiased estimate of the gradient of the mean objective.
+                scale = weight_scale / n_rows
+                if schedule == SCHEDULE_CONSTANT:
+                    eta = eta0
+                elif schedule == SCHEDULE_INVSCALING:
+                    eta = eta0 / ((1.0 + step) ** power_t)
+                else:
+                    eta = 1.0 / (l2 * (t0 + step))
+                for k in range(K):
+                    for i in range(D):
+                        g = scale * partial[1 + k * D + i] + l2 * W[k, i]
+                        W_velocity[k, i] = momentum * W_velocity[k, i] - eta * g
+                        W[k, i] += W_velocity[k, i]
+                    if b is not None:
+                        g = scale * partial[1 + K * D + k]
+                        b_velocity[k] = momentum * b_velocity[k] - eta * g
+                        b[k] += b_velocity[k]
+                step += 1.0
+                n_steps += 1
+                start += n_rows
+        scratch_free(scratch)
+        free(rows)
+        free(batch_labels)
+        free(batch_weights)
+        free(partial)
+        free(zero_bias)
+        free(model.WT)
+    return status, loss_sum, weight_sum, n_steps
+
+
+def sgd_epoch(
+        const floating[:, :] X,
+        const int64_t[::1] order, const int64_t[::1] labels, const double[::1] weights,
+        double[:, ::1] W, double[::1] b, double[:, ::1] W_velocity, double[::1] b_velocity,
+        Py_ssize_t batch_size, double l2, double weight_scale,
+        int schedule, double eta0, double power_t, double t0, double momentum, double step):
+    """One epoch of mini-batch SGD with momentum over dense X.
+
+    Returns ``(status, loss_sum, weight_sum, n_steps)``; W, b and the velocity
+    buffers are updated in place.  See ``csoftmax._sgd`` for the meaning of the
+    schedule parameters.
+    """
+    cdef Source src = dense_source(X)
+    return sgd_epoch_core(&src, X.shape[0], order, labels, weights, W, b, W_velocity, b_velocity, batch_size, l2,
+                          weight_scale, schedule, eta0, power_t, t0, momentum, step)
+
+
+def sgd_epoch_u8(
+        const uint8_t[:, :] X,
+        const int64_t[::1] order, const int64_t[::1] labels, const double[::1] weights,
+        double[:, ::1] W, double[::1] b, double[:, ::1] W_velocity, double[::1] b_velocity,
+        Py_ssize_t batch_size, double l2, double weight_scale,
+        int schedule, double eta0, double power_t, double t0, double momentum, double step):
+    """As :func:`sgd_epoch`, for uint8 (or bool viewed as uint8) rows."""
+    cdef Source src = bytes_source(X)
+    return sgd_epoch_core(&src, X.shape[0], order, labels, weights, W, b, W_velocity, b_velocity, batch_size, l2,
+                          weight_scale, schedule, eta0, power_t, t0, momentum, step)
+
+
+def sgd_epoch_bits(
+        const uint64_t[:, ::1] words, Py_ssize_t n_features,
+        const int64_t[::1] order, const int64_t[::1] labels, const double[::1] weights,
+        double[:, ::1] W, double[::1] b, double[:, ::1] W_velocity, double[::1] b_velocity,
+        Py_ssize_t batch_size, double l2, double weight_scale,
+        int schedule, double eta0, double power_t, double t0, double momentum, double step):
+    """As :func:`sgd_epoch`, for bit-packed binary rows."""
+    cdef Source src = bits_source(words, n_features)
+    return sgd_epoch_core(&src, words.shape[0], order, labels, weights, W, b, W_velocity, b_velocity, batch_size, l2,
+                          weight_scale, schedule, eta0, power_t, t0, momentum, step)

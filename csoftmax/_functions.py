@@ -154,7 +154,10 @@ class _Features:
     arrays, ``(words, n_features)`` for PackedBits.
     """
 
-    __slots__ = ("array", "args", "dtype", "n_samples", "n_features", "loss_gradient", "hessian_product", "predict_rows")
+    __slots__ = (
+        "array", "args", "dtype", "n_samples", "n_features",
+        "loss_gradient", "hessian_product", "predict_rows", "sgd_epoch",
+    )
 
     def __init__(self, X, W):
         if isinstance(X, PackedBits):
@@ -173,6 +176,12 @@ class _Features:
         self.loss_gradient = getattr(_kernels, "loss_gradient" + suffix)
         self.hessian_product = getattr(_kernels, "hessian_product" + suffix)
         self.predict_rows = getattr(_kernels, "predict_rows" + suffix)
+        self.sgd_epoch = getattr(_kernels, "sgd_epoch" + suffix)
+
+
+def features_of(X, W):
+    """Validated X with its kernels (used by the estimator and the SGD driver)."""
+    return _Features(X, W)
 
 
 def _model_inputs(W, X, b):

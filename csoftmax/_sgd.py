@@ -1,0 +1,170 @@
+"""Mini-batch SGD whose epochs run in compiled code.
+
+Each epoch (gather of the shuffled rows, forward pass, gradient, update with
+momentum, learning-rate schedule) runs without the GIL in
+``_dense_impl.pxi:sgd_epoch_core``; Python is entered once per epoch to
+shuffle, to record the loss curve, for early stopping and for progress.
+
+Objective (as for the full-batch solvers): the weighted mean cross-entropy
+plus ``(l2 / 2) ||W||_F^2``.  A batch B gives the unbiased gradient estimate
+``N / (S |B|) sum_{n in B} w_n grad_n + l2 W`` with ``S = sum_n w_n``.
+
+Update: classical momentum, ``v <- momentum v - eta g; W <- W + v``.
+
+Schedules (``learning_rate``):
+- ``"constant"``: ``eta = eta0``;
+- ``"invscaling"``: ``eta = eta0 / (1 + t)^power_t`` with t the step count;
+- ``"optimal"``: ``eta = 1 / (l2 (t0 + t))`` (needs l2 > 0; t0 as in Bottou's SGD);
+- ``"adaptive"``: ``eta = eta0`` while the loss improves; divided by 5 after
+  ``n_iter_no_change`` epochs without improvement; stops below 1e-6.
+"""
+
+import dataclasses
+
+import numpy as np
+
+SCHEDULES = {"constant": 0, "invscaling": 1, "optimal": 2, "adaptive": 0}
+_STATUS_NO_MEMORY = 1
+_STATUS_BAD_LABEL = 2
+
+
+@dataclasses.dataclass
+class SGDResult:
+    W: np.ndarray
+    b: np.ndarray
+    n_epochs: int
+    n_steps: int
+    loss_curve: list
+    validation_scores: list
+    converged: bool
+    diverged: bool
+
+
+def _accuracy(features, W, b, labels):
+    from ._functions import predict
+
+    return float(np.mean(predict(W, features, b) == labels))
+
+
+def sgd_train(
+    features,
+    labels,
+    sample_weight,
+    W,
+    b,
+    *,
+    l2,
+    batch_size=32,
+    max_epochs=100,
+    tol=1e-4,
+    learning_rate="invscaling",
+    eta0=0.1,
+    power_t=0.25,
+    momentum=0.9,
+    shuffle=True,
+    early_stopping=False,
+    validation_fraction=0.1,
+    n_iter_no_change=5,
+    random_state=None,
+    epoch_callback=None,
+):
+    """Train (W, b) in place by mini-batch SGD; returns an :class:`SGDResult`.
+
+    ``features`` is the object from ``csoftmax._functions.features_of`` (any
+    input kind); ``labels`` int64 class indices; ``W`` (K, D) and ``b`` (K,)
+    float64 arrays (``b`` may be None).  ``epoch_callback(epoch, loss)`` is
+    called after each epoch.
+    """
+    if learning_rate not in SCHEDULES:
+        raise ValueError(f"learning_rate must be one of {sorted(SCHEDULES)}; got {learning_rate!r}")
+    if learning_rate == "optimal" and not l2 > 0:
+        raise ValueError("learning_rate='optimal' needs a positive L2 penalty (finite C)")
+    rng = np.random.default_rng(random_state)
+    n = features.n_samples
+    weights = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=np.float64)
+    rows = np.arange(n, dtype=np.int64)
+    validation = None
+    if early_stopping:
+        n_val = max(1, int(round(validation_fraction * n)))
+        if n_val >= n:
+            raise ValueError(f"validation_fraction={validation_fraction} leaves no training data")
+        perm = rng.permutation(n)
+        validation, rows = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    total_weight = float(rows.size if weights is None else weights[rows].sum())
+    weight_scale = rows.size / total_weight if total_weight > 0 else 1.0
+    W_velocity = np.zeros_like(W)
+    b_velocity = None if b is None else np.zeros_like(b)
+    schedule = SCHEDULES[learning_rate]
+    eta = float(eta0)
+    # Bottou's heuristic start of the "optimal" schedule (as scikit-learn's SGD).
+    t0 = 1.0
+    if schedule == 2:
+        typw = np.sqrt(1.0 / np.sqrt(l2))
+        t0 = 1.0 / (typw * l2)
+    step = 0.0
+    loss_curve, scores = [], []
+    best, best_W, best_b, stale = np.inf, None, None, 0
+    converged = diverged = False
+    W_backup, b_backup = W.copy(), None if b is None else b.copy()
+    epoch = 0
+    for epoch in range(1, max_epochs + 1):
+        order = rng.permutation(rows) if shuffle else rows
+        status, loss_sum, weight_sum, n_steps = features.sgd_epoch(
+            *features.args, order, labels, weights, W, b, W_velocity, b_velocity,
+            int(batch_size), float(l2), float(weight_scale), schedule, eta, float(power_t),
+            float(t0), float(momentum), step,
+        )
+        if status & _STATUS_NO_MEMORY:
+            raise MemoryError("csoftmax: could not allocate the SGD buffers")
+        if status & _STATUS_BAD_LABEL:
+            raise ValueError("y holds a label out of range")
+        if status or not (np.isfinite(W).all() and (b is None or np.isfinite(b).all())):
+            # Diverged: go back to the last finite parameters.
+            W[...] = W_backup
+            if b is not None:
+                b[...] = b_backup
+            diverged = True
+            break
+        W_backup[...] = W
+        if b is not None:
+            b_backup[...] = b
+        step += n_steps
+        loss = loss_sum / weight_sum + 0.5 * l2 * float(np.vdot(W, W)) if weight_sum > 0 else 0.0
+        loss_curve.append(loss)
+        if epoch_callback is not None:
+            epoch_callback(epoch, loss)
+        if early_stopping:
+            score = _accuracy(features_subset(features, validation), W, b, labels[validation])
+            scores.append(score)
+            improved = score > best + tol if best != np.inf else True
+            if best == np.inf or score > best:
+                best_W, best_b = W.copy(), None if b is None else b.copy()
+            best = score if best == np.inf else max(best, score)
+            metric_improved = improved
+        else:
+            metric_improved = loss < best - tol
+            best = min(best, loss)
+        stale = 0 if metric_improved else stale + 1
+        if stale >= n_iter_no_change:
+            if learning_rate == "adaptive" and eta > 1e-6:
+                eta /= 5.0
+                stale = 0
+                if eta > 1e-6:
+                    continue
+            converged = True
+            break
+    if early_stopping and best_W is not None:
+        W[...] = best_W
+        if b is not None:
+            b[...] = best_b
+    return SGDResult(W, b, epoch, int(step), loss_curve, scores, converged, diverged)
+
+
+def features_subset(features, rows):
+    """The same input kind restricted to ``rows`` (a copy of those rows)."""
+    from ._functions import features_of
+    from ._packed import PackedBits
+
+    if isinstance(features.args[0], np.ndarray) and len(features.args) == 2:
+        return PackedBits(features.args[0][rows], features.args[1])
+    return features.array[rows]
