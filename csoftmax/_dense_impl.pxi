@@ -46,6 +46,7 @@ cdef enum:
     STATUS_NO_MEMORY = 1
     STATUS_BAD_LABEL = 2
     STATUS_NONFINITE = 4
+    STATUS_BAD_INDEX = 8
 
 # Partitioning.  Chunks of CSM_CHUNK rows (in _kernels.h) keep their logits and,
 # for strided X, a packed copy of the rows in L1/L2 while they are reused.
@@ -89,6 +90,12 @@ cdef extern from "_kernels.h" nogil:
                        double* Z, Py_ssize_t ldz)
     void csm_rank_update_u8(const uint8_t* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
                             const double* R, Py_ssize_t ldr, Py_ssize_t K, double* G, Py_ssize_t ldg)
+    Py_ssize_t csm_csr_logits(const double* values, const int64_t* indices, const int64_t* indptr,
+                              Py_ssize_t first_row, Py_ssize_t n_rows, Py_ssize_t D,
+                              const double* WT, Py_ssize_t ldz, const double* bias, double* Z)
+    void csm_csr_accumulate(const double* values, const int64_t* indices, const int64_t* indptr,
+                            Py_ssize_t first_row, Py_ssize_t n_rows, Py_ssize_t D,
+                            const double* R, Py_ssize_t ldz, double* GT)
     void csm_bits_logits(const uint64_t* words, Py_ssize_t ldb, Py_ssize_t n_rows, Py_ssize_t D,
                          const double* WT, Py_ssize_t ldz, const double* bias, double* Z)
     void csm_bits_accumulate(const uint64_t* words, Py_ssize_t ldb, Py_ssize_t n_rows, Py_ssize_t D,
@@ -106,6 +113,7 @@ cdef enum:
     KIND_F32 = 1             # dense float32 rows, any strides
     KIND_BITS = 2            # bit-packed binary rows (uint64 words)
     KIND_U8 = 3              # dense uint8 (or bool) rows, any strides
+    KIND_CSR = 4             # sparse rows: float64 values, int64 indices and indptr
 
 # Element types of dense X.
 ctypedef fused xtype:
@@ -133,6 +141,8 @@ cdef struct Source:
     Py_ssize_t s0     # row stride in elements (dense) or words per row (bits)
     Py_ssize_t s1     # feature stride in elements (dense)
     Py_ssize_t D
+    const int64_t* indices   # CSR column indices (data holds the values)
+    const int64_t* indptr    # CSR row pointers
 
 
 cdef struct Scratch:
@@ -140,6 +150,8 @@ cdef struct Scratch:
     void* pack        # CSM_CHUNK x D copy of rows of X whose features are strided
     const void* Xc    # the current chunk's rows (in X itself, or in pack)
     Py_ssize_t ld     # their leading dimension
+    Py_ssize_t first_row  # the current chunk's first row (sparse kind)
+    Py_ssize_t n_bad_index  # sparse entries with a column index outside [0, D)
     double* Z         # CSM_CHUNK x ldz logits, then probabilities, then residuals
     double* U         # CSM_CHUNK x ldz logits of the direction (Hessian product)
     double* row_sum   # CSM_CHUNK (+ CSM_VL padding) per-row values:
@@ -157,13 +169,16 @@ cdef Scratch* scratch_new(const Source* src, Py_ssize_t ldz) noexcept nogil:
     cdef Scratch* s = <Scratch*> malloc(sizeof(Scratch))
     if s == NULL:
         return NULL
-    s.pack = malloc(CSM_CHUNK * src.D * itemsize + 64) if src.kind != KIND_BITS else malloc(64)
+    s.pack = (malloc(CSM_CHUNK * src.D * itemsize + 64)
+              if (src.kind != KIND_BITS and src.kind != KIND_CSR) else malloc(64))
     s.Z = <double*> malloc(rows * ldz * sizeof(double))
     s.U = <double*> malloc(rows * ldz * sizeof(double))
     s.row_sum = <double*> malloc((4 * rows + ldz) * sizeof(double))
-    s.GT = <double*> malloc((src.D * ldz + 1) * sizeof(double)) if src.kind == KIND_BITS else NULL
+    s.GT = (<double*> malloc((src.D * ldz + 1) * sizeof(double))
+            if (src.kind == KIND_BITS or src.kind == KIND_CSR) else NULL)
+    s.n_bad_index = 0
     if (s.pack == NULL or s.Z == NULL or s.U == NULL or s.row_sum == NULL
-            or (src.kind == KIND_BITS and s.GT == NULL)):
+            or ((src.kind == KIND_BITS or src.kind == KIND_CSR) and s.GT == NULL)):
         scratch_free(s)
         return NULL
     s.row_log = s.row_sum + rows
@@ -200,9 +215,13 @@ cdef void source_chunk(const Source* src, Py_ssize_t first_row, Py_ssize_t n_row
     Dense rows with contiguous features are used in place (any row stride,
     including zero and negative ones); other layouts are packed into s.pack.
     """
+    s.first_row = first_row
     if src.kind == KIND_BITS:
         s.Xc = (<const uint64_t*> src.data) + first_row * src.s0
         s.ld = src.s0
+    elif src.kind == KIND_CSR:
+        s.Xc = src.data
+        s.ld = 0
     elif src.s1 == 1:
         if src.kind == KIND_F64:
             s.Xc = (<const double*> src.data) + first_row * src.s0
@@ -222,7 +241,7 @@ cdef void source_chunk(const Source* src, Py_ssize_t first_row, Py_ssize_t n_row
         s.ld = src.D
 
 
-cdef void source_logits(const Source* src, const Scratch* s, Py_ssize_t n_rows,
+cdef void source_logits(const Source* src, Scratch* s, Py_ssize_t n_rows,
                         const Model* m, double* Z) noexcept nogil:
     """Z[r, :K] = W x_r + b, Z[r, K:ldz] = -inf for the current chunk."""
     if src.kind == KIND_F64:
@@ -231,6 +250,9 @@ cdef void source_logits(const Source* src, const Scratch* s, Py_ssize_t n_rows,
         csm_logits_f(<const float*> s.Xc, s.ld, n_rows, src.D, m.W, src.D, m.K, m.bias, Z, m.ldz)
     elif src.kind == KIND_U8:
         csm_logits_u8(<const uint8_t*> s.Xc, s.ld, n_rows, src.D, m.W, src.D, m.K, m.bias, Z, m.ldz)
+    elif src.kind == KIND_CSR:
+        s.n_bad_index += csm_csr_logits(<const double*> src.data, src.indices, src.indptr, s.first_row,
+                                        n_rows, src.D, m.WT, m.ldz, m.WT + src.D * m.ldz, Z)
     else:
         csm_bits_logits(<const uint64_t*> s.Xc, s.ld, n_rows, src.D, m.WT, m.ldz, m.WT + src.D * m.ldz, Z)
 
@@ -244,6 +266,9 @@ cdef void source_rank_update(const Source* src, Scratch* s, Py_ssize_t n_rows, P
         csm_rank_update_f(<const float*> s.Xc, s.ld, n_rows, src.D, R, ldz, K, G, src.D)
     elif src.kind == KIND_U8:
         csm_rank_update_u8(<const uint8_t*> s.Xc, s.ld, n_rows, src.D, R, ldz, K, G, src.D)
+    elif src.kind == KIND_CSR:
+        csm_csr_accumulate(<const double*> src.data, src.indices, src.indptr, s.first_row, n_rows,
+                           src.D, R, ldz, s.GT)
     else:
         csm_bits_accumulate(<const uint64_t*> s.Xc, s.ld, n_rows, src.D, R, ldz, s.GT)
 
@@ -303,7 +328,7 @@ cdef int partition_work(
     if mode != MODE_LOSS:
         memset(G, 0, K * D * sizeof(double))
         memset(scratch.col_sum, 0, ldz * sizeof(double))
-        if src.kind == KIND_BITS:
+        if scratch.GT != NULL:
             memset(scratch.GT, 0, D * ldz * sizeof(double))
     while r0 < row_end:
         n_rows = min(<Py_ssize_t> CSM_CHUNK, row_end - r0)
@@ -375,9 +400,11 @@ cdef int partition_work(
             source_rank_update(src, scratch, n_rows, K, Z, ldz, G)
             csm_add_rows(Z, ldz, n_rows, scratch.col_sum)
         r0 += n_rows
+    if scratch.n_bad_index:
+        status |= STATUS_BAD_INDEX
     if mode != MODE_LOSS:
         memcpy(gb, scratch.col_sum, K * sizeof(double))
-        if src.kind == KIND_BITS:
+        if scratch.GT != NULL:
             for i in range(D):
                 for k in range(K):
                     G[k * D + i] = scratch.GT[i * ldz + k]
@@ -555,6 +582,19 @@ cdef Source bytes_source(const uint8_t[:, :] X) noexcept:
     return src
 
 
+cdef Source csr_source(const double[::1] values, const int64_t[::1] indices,
+                       const int64_t[::1] indptr, Py_ssize_t n_features) noexcept:
+    cdef Source src
+    src.kind = KIND_CSR
+    src.data = &values[0] if values.shape[0] > 0 else NULL
+    src.indices = &indices[0] if indices.shape[0] > 0 else NULL
+    src.indptr = &indptr[0]
+    src.s0 = 0
+    src.s1 = 1
+    src.D = n_features
+    return src
+
+
 cdef Source bits_source(const uint64_t[:, ::1] words, Py_ssize_t n_features) noexcept:
     cdef Source src
     src.kind = KIND_BITS
@@ -598,7 +638,7 @@ cdef object loss_gradient_core(
         weights_ptr = &weights[0]
     with nogil:
         sums = <double*> malloc((1 + K * D + K) * sizeof(double))
-        if model_new(&model, W, b, src.kind == KIND_BITS, -INFINITY) != 0 or sums == NULL:
+        if model_new(&model, W, b, src.kind == KIND_BITS or src.kind == KIND_CSR, -INFINITY) != 0 or sums == NULL:
             status = STATUS_NO_MEMORY
         else:
             memset(sums, 0, (1 + K * D + K) * sizeof(double))
@@ -649,6 +689,18 @@ def loss_gradient_u8(
                               grad_W_out, grad_b_out, n_threads)
 
 
+def loss_gradient_csr(
+        const double[::1] values, const int64_t[::1] indices, const int64_t[::1] indptr,
+        Py_ssize_t n_features, const floating[:, :] W, const floating[::1] b,
+        const int64_t[::1] labels, const double[:, :] Y, const double[::1] weights,
+        double scale, double l2, floating[:, ::1] grad_W_out, floating[::1] grad_b_out,
+        int n_threads):
+    """As :func:`loss_gradient`, for sparse CSR rows."""
+    cdef Source src = csr_source(values, indices, indptr, n_features)
+    return loss_gradient_core(&src, indptr.shape[0] - 1, W, b, labels, Y, weights, scale, l2,
+                              grad_W_out, grad_b_out, n_threads)
+
+
 def loss_gradient_bits(
         const uint64_t[:, ::1] words,      # IN  (N, n_words) packed rows
         Py_ssize_t n_features,
@@ -685,8 +737,8 @@ cdef object hessian_core(
         weights_ptr = &weights[0]
     with nogil:
         sums = <double*> malloc((1 + K * D + K) * sizeof(double))
-        ok_model = model_new(&model, W, b, src.kind == KIND_BITS, -INFINITY)
-        ok_direction = model_new(&direction, V, Vb, src.kind == KIND_BITS, 0.0)
+        ok_model = model_new(&model, W, b, src.kind == KIND_BITS or src.kind == KIND_CSR, -INFINITY)
+        ok_direction = model_new(&direction, V, Vb, src.kind == KIND_BITS or src.kind == KIND_CSR, 0.0)
         if ok_model != 0 or ok_direction != 0 or sums == NULL:
             status = STATUS_NO_MEMORY
         else:
@@ -736,6 +788,19 @@ def hessian_product_u8(
     return hessian_core(&src, X.shape[0], W, b, V, Vb, weights, scale, l2, out_W, out_b, n_threads)
 
 
+def hessian_product_csr(
+        const double[::1] values, const int64_t[::1] indices, const int64_t[::1] indptr,
+        Py_ssize_t n_features,
+        const floating[:, :] W, const floating[::1] b,
+        const floating[:, :] V, const floating[::1] Vb,
+        const double[::1] weights, double scale, double l2,
+        floating[:, ::1] out_W, floating[::1] out_b, int n_threads):
+    """As :func:`hessian_product`, for sparse CSR rows."""
+    cdef Source src = csr_source(values, indices, indptr, n_features)
+    return hessian_core(&src, indptr.shape[0] - 1, W, b, V, Vb, weights, scale, l2, out_W, out_b,
+                        n_threads)
+
+
 def hessian_product_bits(
         const uint64_t[:, ::1] words, Py_ssize_t n_features,
         const floating[:, :] W, const floating[::1] b,
@@ -768,7 +833,7 @@ cdef object predict_core(
     if N * (D + K) < MIN_ELEMENTS_PARALLEL:
         nt = 1
     with nogil:
-        if model_new(&model, W, b, src.kind == KIND_BITS, -INFINITY) != 0:
+        if model_new(&model, W, b, src.kind == KIND_BITS or src.kind == KIND_CSR, -INFINITY) != 0:
             status = STATUS_NO_MEMORY
         else:
             if nt <= 1:
@@ -817,6 +882,16 @@ def predict_rows_u8(
     """As :func:`predict_rows`, for uint8 (or bool viewed as uint8) rows."""
     cdef Source src = bytes_source(X)
     return predict_core(&src, X.shape[0], W, b, proba_out, labels_out, n_threads)
+
+
+def predict_rows_csr(
+        const double[::1] values, const int64_t[::1] indices, const int64_t[::1] indptr,
+        Py_ssize_t n_features,
+        const floating[:, :] W, const floating[::1] b,
+        floating[:, ::1] proba_out, int64_t[::1] labels_out, int n_threads):
+    """As :func:`predict_rows`, for sparse CSR rows."""
+    cdef Source src = csr_source(values, indices, indptr, n_features)
+    return predict_core(&src, indptr.shape[0] - 1, W, b, proba_out, labels_out, n_threads)
 
 
 def predict_rows_bits(

@@ -12,6 +12,7 @@ from ._threads import resolve_n_threads
 from ._packed import PackedBits
 from ._validation import (
     as_bias,
+    as_csr_parts,
     as_feature_matrix,
     as_float_matrix,
     as_sample_weight,
@@ -20,6 +21,7 @@ from ._validation import (
     check_l2,
     check_out,
     check_reduction,
+    is_sparse,
     parameter_dtype,
     raise_bad_label,
     raise_nonfinite,
@@ -41,6 +43,7 @@ __all__ = [
 # Status bits of the kernels (see _dense_impl.pxi).
 _STATUS_NO_MEMORY = 1
 _STATUS_BAD_LABEL = 2
+_STATUS_BAD_INDEX = 8
 
 _ROWWISE_SOFTMAX, _ROWWISE_LOG_SOFTMAX, _ROWWISE_LOGSUMEXP = 0, 1, 2
 
@@ -48,6 +51,8 @@ _ROWWISE_SOFTMAX, _ROWWISE_LOG_SOFTMAX, _ROWWISE_LOGSUMEXP = 0, 1, 2
 def _check_status(status):
     if status & _STATUS_NO_MEMORY:
         raise MemoryError("csoftmax: could not allocate the kernels' scratch buffers")
+    if status & _STATUS_BAD_INDEX:
+        raise ValueError("X (sparse) has a column index outside [0, n_features)")
 
 
 # ---------------------------------------------------------------------------
@@ -166,6 +171,11 @@ class _Features:
             self.n_samples, self.n_features = X.shape
             suffix = "_bits"
             self.dtype = parameter_dtype(W)
+        elif is_sparse(X):
+            values, indices, indptr, self.n_samples, self.n_features, self.dtype = as_csr_parts(X, "X")
+            self.array = values
+            self.args = (values, indices, indptr, self.n_features)
+            suffix = "_csr"
         else:
             X = as_feature_matrix(X, "X")
             self.array = X
@@ -176,7 +186,7 @@ class _Features:
         self.loss_gradient = getattr(_kernels, "loss_gradient" + suffix)
         self.hessian_product = getattr(_kernels, "hessian_product" + suffix)
         self.predict_rows = getattr(_kernels, "predict_rows" + suffix)
-        self.sgd_epoch = getattr(_kernels, "sgd_epoch" + suffix)
+        self.sgd_epoch = getattr(_kernels, "sgd_epoch" + suffix, None)
 
 
 def features_of(X, W):

@@ -389,6 +389,51 @@ static void csm_bits_accumulate(const uint64_t* words, ptrdiff_t ldb, ptrdiff_t 
 }
 
 /* ------------------------------------------------------------------------- */
+/* Sparse rows (CSR)                                                         */
+/* ------------------------------------------------------------------------- */
+/* Only the stored entries are touched: a logit row is bias + sum_j v_j WT[c_j]
+ * and the gradient gets GT[c_j] += v_j r.  Indices may be unsorted, repeated
+ * (summed, as scipy does) or explicit zeros.  An index outside [0, D) is not
+ * used; the count of such entries is returned so the caller can raise. */
+
+static ptrdiff_t csm_csr_logits(const double* values, const int64_t* indices, const int64_t* indptr,
+                                ptrdiff_t first_row, ptrdiff_t n_rows, ptrdiff_t D,
+                                const double* WT, ptrdiff_t ldz, const double* bias, double* Z)
+{
+    ptrdiff_t n_bad = 0;
+    for (ptrdiff_t r = 0; r < n_rows; r++) {
+        double* z = Z + r * ldz;
+        const int64_t begin = indptr[first_row + r], end = indptr[first_row + r + 1];
+        for (ptrdiff_t k = 0; k < ldz; k += CSM_VL) {
+            csm_vd acc = csm_load_d(bias + k);
+            for (int64_t e = begin; e < end; e++) {
+                const int64_t c = indices[e];
+                if (c < 0 || c >= D) { if (k == 0) n_bad++; continue; }
+                acc += CSM_SET1(values[e]) * csm_load_d(WT + c * ldz + k);
+            }
+            csm_store_d(z + k, acc);
+        }
+    }
+    return n_bad;
+}
+
+static void csm_csr_accumulate(const double* values, const int64_t* indices, const int64_t* indptr,
+                               ptrdiff_t first_row, ptrdiff_t n_rows, ptrdiff_t D,
+                               const double* R, ptrdiff_t ldz, double* GT)
+{
+    for (ptrdiff_t r = 0; r < n_rows; r++) {
+        const double* rr = R + r * ldz;
+        for (int64_t e = indptr[first_row + r]; e < indptr[first_row + r + 1]; e++) {
+            const int64_t c = indices[e];
+            if (c < 0 || c >= D) continue;
+            const csm_vd v = CSM_SET1(values[e]);
+            double* g = GT + c * ldz;
+            for (ptrdiff_t k = 0; k < ldz; k += CSM_VL) csm_store_d(g + k, csm_load_d(g + k) + v * csm_load_d(rr + k));
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------- */
 /* Logits and the gradient's rank update, templated on the type of X         */
 /* ------------------------------------------------------------------------- */
 

@@ -35,7 +35,7 @@ def _as_array(value, name):
         return value
     if value is None or isinstance(value, (str, bytes, dict, set)):
         raise TypeError(f"{name} must be array-like of numbers; got {_describe(value)}")
-    if hasattr(value, "tocsr") and hasattr(value, "nnz"):
+    if is_sparse(value):
         raise TypeError(f"{name}: sparse matrices are not supported here; got {type(value).__name__}")
     try:
         return np.asarray(value)
@@ -76,6 +76,43 @@ def as_float_matrix(X, name="X"):
             )
     _check_ndim(X, 2, name, "of shape (n_samples, n_features)")
     return _fix_layout(X)
+
+
+def is_sparse(X):
+    """A scipy.sparse matrix or array (checked without importing scipy)."""
+    return hasattr(X, "tocsr") and hasattr(X, "nnz") and hasattr(X, "format")
+
+
+def as_csr_parts(X, name="X"):
+    """(values float64, indices int64, indptr int64, n_rows, n_features, dtype) of a sparse X.
+
+    CSC, COO and other formats are converted to CSR once.  The output dtype is
+    float32 for float32 data and float64 otherwise.  Indices must lie in
+    [0, n_features) and indptr must be non-decreasing from 0 to nnz.
+    """
+    if X.format != "csr":
+        X = X.tocsr()
+    if len(X.shape) != 2:
+        raise ValueError(f"{name} must be 2-D; got shape {X.shape}")
+    n_rows, n_features = X.shape
+    data = np.asarray(X.data)
+    if data.dtype.kind not in "biuf" or data.dtype.itemsize > 8 or data.dtype == np.float16:
+        raise TypeError(f"{name} (sparse) must hold real numbers; got dtype {data.dtype}")
+    dtype = np.dtype(np.float32) if data.dtype == np.float32 else np.dtype(np.float64)
+    values = np.ascontiguousarray(data, dtype=np.float64)
+    indices = np.ascontiguousarray(X.indices, dtype=np.int64)
+    indptr = np.ascontiguousarray(X.indptr, dtype=np.int64)
+    if indptr.shape != (n_rows + 1,) or indptr[0] != 0 or indptr[-1] != indices.shape[0] or values.shape != indices.shape:
+        raise ValueError(
+            f"{name} (sparse) has an inconsistent structure: indptr must have {n_rows + 1} entries "
+            f"rising from 0 to nnz={indices.shape[0]}"
+        )
+    if n_rows and np.any(indptr[1:] < indptr[:-1]):
+        raise ValueError(f"{name} (sparse) has a decreasing indptr")
+    if indices.size and (indices.min() < 0 or indices.max() >= n_features):
+        bad = int(indices[(indices < 0) | (indices >= n_features)][0])
+        raise ValueError(f"{name} (sparse) has a column index {bad} outside [0, {n_features})")
+    return values, indices, indptr, n_rows, n_features, dtype
 
 
 def as_feature_matrix(X, name="X"):
