@@ -321,7 +321,7 @@ cdef int partition_work(
     cdef double* row_b = scratch.row_b
     cdef Py_ssize_t r0 = row_begin, n_rows, r, k, n, i, n_padded
     cdef int64_t label
-    cdef double w, y_sum, yz_sum, y_k, pu
+    cdef double w, y_sum, yz_sum, y_k, pu, scale_soft
     cdef double* z
     cdef double* u
 
@@ -393,9 +393,11 @@ cdef int partition_work(
                 else:
                     loss += w * (row_b[r] * row_log[r] - row_a[r])
                     if mode == MODE_LOSS_GRADIENT:
-                        csm_row_affine(z, ldz, w * row_b[r] / row_sum[r], 0.0)
+                        # w (s p_k - y_k), with w factored out so that exact
+                        # cancellations (K = 1, one-hot rows) stay exact.
+                        scale_soft = row_b[r] / row_sum[r]
                         for k in range(K):
-                            z[k] -= w * Y[n * sy0 + k * sy1]
+                            z[k] = w * (z[k] * scale_soft - Y[n * sy0 + k * sy1])
         if mode != MODE_LOSS:
             source_rank_update(src, scratch, n_rows, K, Z, ldz, G)
             csm_add_rows(Z, ldz, n_rows, scratch.col_sum)
@@ -432,8 +434,14 @@ cdef inline Py_ssize_t n_partitions(Py_ssize_t N, Py_ssize_t per_partition_doubl
 cdef int model_new(Model* m, const floating[:, :] W, const floating[::1] b, bint transposed,
                    double padding) noexcept nogil:
     """Float64 copies of W (K x D) and b (zeros when None); with ``transposed``
-    also W^T padded to ldz columns followed by b padded with ``padding``."""
+    also W^T padded to ldz columns followed by b padded with ``padding``.
+
+    Returns 0, -1 when memory is short, or 1 (copies made) when W or b holds
+    NaN or inf: the parameters are small, so they are checked here, while
+    non-finite X is detected from the results.
+    """
     cdef Py_ssize_t K = W.shape[0], D = W.shape[1], k, i
+    cdef double check = 0.0
     m.K = K
     m.D = D
     m.ldz = csm_padded(K)
@@ -445,8 +453,9 @@ cdef int model_new(Model* m, const floating[:, :] W, const floating[::1] b, bint
     for k in range(K):
         for i in range(D):
             m.W[k * D + i] = W[k, i]
+            check += m.W[k * D + i] - m.W[k * D + i]   # NaN for NaN or inf
         m.bias[k] = b[k] if b is not None else 0.0
-    if transposed:
+        check += m.bias[k] - m.bias[k]
         m.WT = <double*> malloc(((D + 1) * m.ldz + 1) * sizeof(double))
         if m.WT == NULL:
             free(m.W)
@@ -457,7 +466,7 @@ cdef int model_new(Model* m, const floating[:, :] W, const floating[::1] b, bint
                 m.WT[i * m.ldz + k] = m.W[k * D + i] if k < K else 0.0
         for k in range(m.ldz):
             m.WT[D * m.ldz + k] = m.bias[k] if k < K else padding
-    return 0
+    return 0 if check == 0.0 else 1
 
 
 cdef void model_free(Model* m) noexcept nogil:
@@ -626,6 +635,7 @@ cdef object loss_gradient_core(
     cdef double sum_sq_W = 0.0, loss_sum = 0.0
     cdef Py_ssize_t n_nonfinite = 0
     cdef Model model
+    cdef int ok_model
 
     if labels is not None and N > 0:
         labels_ptr = &labels[0]
@@ -638,8 +648,11 @@ cdef object loss_gradient_core(
         weights_ptr = &weights[0]
     with nogil:
         sums = <double*> malloc((1 + K * D + K) * sizeof(double))
-        if model_new(&model, W, b, src.kind == KIND_BITS or src.kind == KIND_CSR, -INFINITY) != 0 or sums == NULL:
+        ok_model = model_new(&model, W, b, src.kind == KIND_BITS or src.kind == KIND_CSR, -INFINITY)
+        if ok_model < 0 or sums == NULL:
             status = STATUS_NO_MEMORY
+        elif ok_model > 0:
+            status = STATUS_NONFINITE
         else:
             memset(sums, 0, (1 + K * D + K) * sizeof(double))
             if N > 0:
@@ -650,7 +663,8 @@ cdef object loss_gradient_core(
             if mode == MODE_LOSS_GRADIENT and not (status & (STATUS_NO_MEMORY | STATUS_BAD_LABEL)):
                 n_nonfinite = write_scaled(sums, K, D, scale, l2, model.W, grad_W_out, grad_b_out)
             loss_sum = sums[0]
-        model_free(&model)
+        if ok_model >= 0:
+            model_free(&model)
         free(sums)
     return loss_sum, status, n_nonfinite, sum_sq_W
 
@@ -739,8 +753,10 @@ cdef object hessian_core(
         sums = <double*> malloc((1 + K * D + K) * sizeof(double))
         ok_model = model_new(&model, W, b, src.kind == KIND_BITS or src.kind == KIND_CSR, -INFINITY)
         ok_direction = model_new(&direction, V, Vb, src.kind == KIND_BITS or src.kind == KIND_CSR, 0.0)
-        if ok_model != 0 or ok_direction != 0 or sums == NULL:
+        if ok_model < 0 or ok_direction < 0 or sums == NULL:
             status = STATUS_NO_MEMORY
+        elif ok_model > 0 or ok_direction > 0:
+            status = STATUS_NONFINITE
         else:
             memset(sums, 0, (1 + K * D + K) * sizeof(double))
             if N > 0:
@@ -748,9 +764,9 @@ cdef object hessian_core(
                                         weights_ptr, n_threads, sums)
             if not (status & STATUS_NO_MEMORY):
                 n_nonfinite = write_scaled(sums, K, D, scale, l2, direction.W, out_W, out_b)
-        if ok_model == 0:
+        if ok_model >= 0:
             model_free(&model)
-        if ok_direction == 0:
+        if ok_direction >= 0:
             model_free(&direction)
         free(sums)
     return status, n_nonfinite
@@ -825,6 +841,7 @@ cdef object predict_core(
     cdef int status = STATUS_OK
     cdef Scratch* scratch = NULL
     cdef Model model
+    cdef int ok_model
 
     if proba_out is not None and N > 0:
         P_ptr = &proba_out[0, 0]
@@ -833,8 +850,12 @@ cdef object predict_core(
     if N * (D + K) < MIN_ELEMENTS_PARALLEL:
         nt = 1
     with nogil:
-        if model_new(&model, W, b, src.kind == KIND_BITS or src.kind == KIND_CSR, -INFINITY) != 0:
+        ok_model = model_new(&model, W, b, src.kind == KIND_BITS or src.kind == KIND_CSR, -INFINITY)
+        if ok_model < 0:
             status = STATUS_NO_MEMORY
+        elif ok_model > 0:
+            status = STATUS_NONFINITE
+            model_free(&model)
         else:
             if nt <= 1:
                 scratch = scratch_new(src, model.ldz)

@@ -43,6 +43,7 @@ __all__ = [
 # Status bits of the kernels (see _dense_impl.pxi).
 _STATUS_NO_MEMORY = 1
 _STATUS_BAD_LABEL = 2
+_STATUS_NONFINITE = 4
 _STATUS_BAD_INDEX = 8
 
 _ROWWISE_SOFTMAX, _ROWWISE_LOG_SOFTMAX, _ROWWISE_LOGSUMEXP = 0, 1, 2
@@ -244,7 +245,7 @@ def predict_proba(W, X, b=None, *, out=None, n_threads=None):
         check_out(out, "out", shape, F.dtype, (("X", F.array), ("W", W), ("b", b)))
     status, n_bad = F.predict_rows(*F.args, W, b, out, None, nt)
     _check_status(status)
-    if n_bad:
+    if n_bad or status & _STATUS_NONFINITE:
         raise_nonfinite((("X", F.array), ("W", W), ("b", b)), "predicted probabilities")
     return out
 
@@ -269,7 +270,7 @@ def predict(W, X, b=None, *, n_threads=None):
     labels = np.empty(F.n_samples, dtype=np.int64)
     status, n_bad = F.predict_rows(*F.args, W, b, None, labels, nt)
     _check_status(status)
-    if n_bad:
+    if n_bad or status & _STATUS_NONFINITE:
         raise_nonfinite((("X", F.array), ("W", W), ("b", b)), "the logits")
     return labels
 
@@ -293,7 +294,7 @@ def _run_loss_gradient(W, F, b, labels, targets, weights, scale, l2, grad_W, gra
     _check_status(status)
     if status & _STATUS_BAD_LABEL:
         raise_bad_label(labels, W.shape[0])
-    if n_nonfinite or not np.isfinite(loss_sum):
+    if n_nonfinite or status & _STATUS_NONFINITE or not np.isfinite(loss_sum):
         raise_nonfinite(
             (("X", F.array), ("W", W), ("b", b), ("sample_weight", weights)),
             "the log-likelihood" if grad_W is None else "the log-likelihood or its gradient",
@@ -355,7 +356,13 @@ def log_likelihood_gradient(W, X, y, b=None, *, sample_weight=None, out=None, n_
     if out is None:
         out = np.empty(W.shape, dtype=F.dtype)
     else:
-        check_out(out, "out", W.shape, F.dtype, (("X", F.array), ("W", W), ("b", b), ("y", labels), ("y", targets)))
+        check_out(
+            out,
+            "out",
+            W.shape,
+            F.dtype,
+            (("X", F.array), ("W", W), ("b", b), ("y", labels), ("y", targets), ("sample_weight", weights)),
+        )
     _run_loss_gradient(W, F, b, labels, targets, weights, -1.0, 0.0, out, None, nt)
     return out
 
@@ -509,7 +516,7 @@ def hessian_product(
     out_b = None if b is None else np.empty(W.shape[0], dtype=F.dtype)
     status, n_nonfinite = F.hessian_product(*F.args, W, b, V, Vb, row_weights, 1.0 / total, l2, out_W, out_b, nt)
     _check_status(status)
-    if n_nonfinite:
+    if n_nonfinite or status & _STATUS_NONFINITE:
         raise_nonfinite(
             (("X", F.array), ("W", W), ("b", b), ("V", V), ("Vb", Vb), ("sample_weight", weights)),
             "the Hessian-vector product",

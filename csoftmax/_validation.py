@@ -65,6 +65,8 @@ def as_float_matrix(X, name="X"):
     strides): no copy of X is made for a float32/float64 input.
     """
     X = _as_array(X, name)
+    if not X.dtype.isnative:
+        X = X.astype(X.dtype.newbyteorder("="))
     dtype = X.dtype
     if dtype not in FLOAT_DTYPES:
         if dtype.kind in "biu":
@@ -189,6 +191,10 @@ def as_targets(y, n_samples, n_classes, name="y"):
                 if not finite.all():
                     i = int(np.flatnonzero(~finite)[0])
                     raise ValueError(f"{name} must hold integer class labels; got {y[i]} at index {i}")
+                too_big = np.abs(y) >= 2.0**62
+                if too_big.any():
+                    i = int(np.flatnonzero(too_big)[0])
+                    raise ValueError(f"{name} holds a label out of range [0, {n_classes}): {y[i]} at index {i}")
                 frac = y != np.floor(y)
                 if frac.any():
                     i = int(np.flatnonzero(frac)[0])
