@@ -88,6 +88,11 @@ cdef extern from "_kernels.h" nogil:
     void csm_logits_u8(const uint8_t* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
                        const double* W, Py_ssize_t ldw, Py_ssize_t K, const double* bias,
                        double* Z, Py_ssize_t ldz)
+    void csm_logits_s(const float* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
+                      const float* Ws, const double* W, Py_ssize_t ldw, Py_ssize_t K, const double* bias,
+                      double* Z, Py_ssize_t ldz)
+    void csm_rank_update_s(const float* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
+                           const double* R, Py_ssize_t ldr, Py_ssize_t K, double* G, Py_ssize_t ldg)
     void csm_rank_update_u8(const uint8_t* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
                             const double* R, Py_ssize_t ldr, Py_ssize_t K, double* G, Py_ssize_t ldg)
     Py_ssize_t csm_csr_logits(const double* values, const int64_t* indices, const int64_t* indptr,
@@ -132,6 +137,7 @@ cdef struct Model:
     double* W         # K x D, row-major (dense kinds)
     double* bias      # K
     double* WT        # D x ldz transposed, then ldz bias padded with -inf (bits kind)
+    float* Ws         # K x D float32 copy (float32 X)
 
 
 cdef struct Source:
@@ -247,7 +253,7 @@ cdef void source_logits(const Source* src, Scratch* s, Py_ssize_t n_rows,
     if src.kind == KIND_F64:
         csm_logits_d(<const double*> s.Xc, s.ld, n_rows, src.D, m.W, src.D, m.K, m.bias, Z, m.ldz)
     elif src.kind == KIND_F32:
-        csm_logits_f(<const float*> s.Xc, s.ld, n_rows, src.D, m.W, src.D, m.K, m.bias, Z, m.ldz)
+        csm_logits_s(<const float*> s.Xc, s.ld, n_rows, src.D, m.Ws, m.W, src.D, m.K, m.bias, Z, m.ldz)
     elif src.kind == KIND_U8:
         csm_logits_u8(<const uint8_t*> s.Xc, s.ld, n_rows, src.D, m.W, src.D, m.K, m.bias, Z, m.ldz)
     elif src.kind == KIND_CSR:
@@ -263,7 +269,7 @@ cdef void source_rank_update(const Source* src, Scratch* s, Py_ssize_t n_rows, P
     if src.kind == KIND_F64:
         csm_rank_update_d(<const double*> s.Xc, s.ld, n_rows, src.D, R, ldz, K, G, src.D)
     elif src.kind == KIND_F32:
-        csm_rank_update_f(<const float*> s.Xc, s.ld, n_rows, src.D, R, ldz, K, G, src.D)
+        csm_rank_update_s(<const float*> s.Xc, s.ld, n_rows, src.D, R, ldz, K, G, src.D)
     elif src.kind == KIND_U8:
         csm_rank_update_u8(<const uint8_t*> s.Xc, s.ld, n_rows, src.D, R, ldz, K, G, src.D)
     elif src.kind == KIND_CSR:
@@ -447,8 +453,18 @@ cdef int model_new(Model* m, const floating[:, :] W, const floating[::1] b, bint
     m.ldz = csm_padded(K)
     m.W = <double*> malloc((K * D + K + 1) * sizeof(double))
     m.WT = NULL
+    m.Ws = NULL
     if m.W == NULL:
         return -1
+    if floating is float:
+        m.Ws = <float*> malloc((K * D + 1) * sizeof(float))
+        if m.Ws == NULL:
+            free(m.W)
+            m.W = NULL
+            return -1
+        for k in range(K):
+            for i in range(D):
+                m.Ws[k * D + i] = W[k, i]
     m.bias = m.W + K * D
     for k in range(K):
         for i in range(D):
@@ -456,10 +472,13 @@ cdef int model_new(Model* m, const floating[:, :] W, const floating[::1] b, bint
             check += m.W[k * D + i] - m.W[k * D + i]   # NaN for NaN or inf
         m.bias[k] = b[k] if b is not None else 0.0
         check += m.bias[k] - m.bias[k]
+    if transposed:
         m.WT = <double*> malloc(((D + 1) * m.ldz + 1) * sizeof(double))
         if m.WT == NULL:
             free(m.W)
+            free(m.Ws)
             m.W = NULL
+            m.Ws = NULL
             return -1
         for i in range(D):
             for k in range(m.ldz):
@@ -472,8 +491,10 @@ cdef int model_new(Model* m, const floating[:, :] W, const floating[::1] b, bint
 cdef void model_free(Model* m) noexcept nogil:
     free(m.W)
     free(m.WT)
+    free(m.Ws)
     m.W = NULL
     m.WT = NULL
+    m.Ws = NULL
 
 
 cdef int run_partitions(
@@ -1154,9 +1175,11 @@ cdef object sgd_epoch_core(
         model.W = &W[0, 0]
         model.bias = &b[0] if b is not None else zero_bias
         model.WT = <double*> malloc(((D + 1) * ldz + 1) * sizeof(double)) if src.kind == KIND_BITS else NULL
+        model.Ws = <float*> malloc((K * D + 1) * sizeof(float)) if src.kind == KIND_F32 else NULL
         scratch = scratch_new(&batch, ldz)
         if (rows == NULL or batch_labels == NULL or batch_weights == NULL or partial == NULL
-                or zero_bias == NULL or scratch == NULL or (src.kind == KIND_BITS and model.WT == NULL)):
+                or zero_bias == NULL or scratch == NULL or (src.kind == KIND_BITS and model.WT == NULL)
+                or (src.kind == KIND_F32 and model.Ws == NULL)):
             status = STATUS_NO_MEMORY
         else:
             if src.kind == KIND_BITS:
@@ -1176,6 +1199,9 @@ cdef object sgd_epoch_core(
                     batch_weight += batch_weights[j]
                 if src.kind == KIND_BITS:
                     refresh_transposed(&model)
+                elif src.kind == KIND_F32:
+                    for i in range(K * D):
+                        model.Ws[i] = <float> model.W[i]
                 status |= partition_work(MODE_LOSS_GRADIENT, &batch, 0, n_rows, &model, NULL,
                                          batch_labels, NULL, 0, 0, batch_weights, scratch, partial)
                 if status != STATUS_OK or not isfinite(partial[0]):
@@ -1210,6 +1236,7 @@ cdef object sgd_epoch_core(
         free(partial)
         free(zero_bias)
         free(model.WT)
+        free(model.Ws)
     return status, loss_sum, weight_sum, n_steps
 
 

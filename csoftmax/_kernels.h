@@ -462,4 +462,23 @@ static void csm_csr_accumulate(const double* values, const int64_t* indices, con
 #undef CSM_SFX
 #undef CSM_LOADX
 
+/* float32 arithmetic for float32 X where vectors are available; elsewhere the
+ * float64 kernels stand in (same results up to rounding). */
+#if CSM_VECTOR_EXT
+#include "_kernels_f32.h"
+#else
+static void csm_logits_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t D,
+                         const float* Ws, const double* W, ptrdiff_t ldw, ptrdiff_t K, const double* bias,
+                         double* Z, ptrdiff_t ldz)
+{
+    (void)Ws;
+    csm_logits_f(X, ldx, n_rows, D, W, ldw, K, bias, Z, ldz);
+}
+static void csm_rank_update_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t D,
+                              const double* R, ptrdiff_t ldr, ptrdiff_t K, double* G, ptrdiff_t ldg)
+{
+    csm_rank_update_f(X, ldx, n_rows, D, R, ldr, K, G, ldg);
+}
+#endif
+
 #endif /* CSOFTMAX_KERNELS_H */
