@@ -339,6 +339,26 @@ static inline int csm_ctz64(uint64_t x) { int n = 0; while (!(x & 1)) { x >>= 1;
 #define CSM_CTZ64(x) csm_ctz64(x)
 #endif
 
+/* One row of logits from set bits, NV vectors wide (NV = ldz / CSM_VL), the
+ * accumulators held in registers across the bits. */
+CSM_INLINE void csm_bits_row_logits(const uint64_t* row, ptrdiff_t n_words, uint64_t last_mask,
+                                    const double* WT, ptrdiff_t ldz, const double* bias,
+                                    double* z, const int NV)
+{
+    csm_vd acc[4];
+    for (int v = 0; v < NV; v++) acc[v] = csm_load_d(bias + v * CSM_VL);
+    for (ptrdiff_t w = 0; w < n_words; w++) {
+        uint64_t bits = row[w];
+        if (w == n_words - 1) bits &= last_mask;
+        while (bits) {
+            const double* wt = WT + (w * 64 + CSM_CTZ64(bits)) * ldz;
+            for (int v = 0; v < NV; v++) acc[v] += csm_load_d(wt + v * CSM_VL);
+            bits &= bits - 1;
+        }
+    }
+    for (int v = 0; v < NV; v++) csm_store_d(z + v * CSM_VL, acc[v]);
+}
+
 /* Z[r] = bias + sum over set bits i of WT[i] for n_rows rows of words
  * (leading dimension ldb words); bias is padded to ldz (with -inf for logits,
  * so the padding columns stay -inf).  Bits at or beyond D are ignored. */
@@ -348,20 +368,34 @@ static void csm_bits_logits(const uint64_t* words, ptrdiff_t ldb, ptrdiff_t n_ro
     const ptrdiff_t n_words = (D + 63) / 64;
     const uint64_t last_mask = (D % 64) ? ((uint64_t)1 << (D % 64)) - 1 : ~(uint64_t)0;
     for (ptrdiff_t r = 0; r < n_rows; r++) {
-        double* z = Z + r * ldz;
         const uint64_t* row = words + r * ldb;
-        for (ptrdiff_t k = 0; k < ldz; k += CSM_VL) {
-            csm_vd acc = csm_load_d(bias + k);
-            for (ptrdiff_t w = 0; w < n_words; w++) {
-                uint64_t bits = row[w];
-                if (w == n_words - 1) bits &= last_mask;
-                while (bits) {
-                    const ptrdiff_t i = w * 64 + CSM_CTZ64(bits);
-                    acc += csm_load_d(WT + i * ldz + k);
-                    bits &= bits - 1;
-                }
-            }
-            csm_store_d(z + k, acc);
+        double* z = Z + r * ldz;
+        switch (ldz / CSM_VL) {
+            case 1: csm_bits_row_logits(row, n_words, last_mask, WT, ldz, bias, z, 1); break;
+            case 2: csm_bits_row_logits(row, n_words, last_mask, WT, ldz, bias, z, 2); break;
+            case 3: csm_bits_row_logits(row, n_words, last_mask, WT, ldz, bias, z, 3); break;
+            case 4: csm_bits_row_logits(row, n_words, last_mask, WT, ldz, bias, z, 4); break;
+            default:
+                for (ptrdiff_t k = 0; k < ldz; k += 4 * CSM_VL)
+                    csm_bits_row_logits(row, n_words, last_mask, WT + k, ldz, bias + k, z + k,
+                                        ldz - k >= 4 * CSM_VL ? 4 : (int)((ldz - k) / CSM_VL));
+        }
+    }
+}
+
+/* GT[i] += R[r] for every set bit i of one row, NV vectors wide. */
+CSM_INLINE void csm_bits_row_accumulate(const uint64_t* row, ptrdiff_t n_words, uint64_t last_mask,
+                                        const double* rr, ptrdiff_t ldz, double* GT, const int NV)
+{
+    csm_vd rv[4];
+    for (int v = 0; v < NV; v++) rv[v] = csm_load_d(rr + v * CSM_VL);
+    for (ptrdiff_t w = 0; w < n_words; w++) {
+        uint64_t bits = row[w];
+        if (w == n_words - 1) bits &= last_mask;
+        while (bits) {
+            double* g = GT + (w * 64 + CSM_CTZ64(bits)) * ldz;
+            for (int v = 0; v < NV; v++) csm_store_d(g + v * CSM_VL, csm_load_d(g + v * CSM_VL) + rv[v]);
+            bits &= bits - 1;
         }
     }
 }
@@ -375,15 +409,15 @@ static void csm_bits_accumulate(const uint64_t* words, ptrdiff_t ldb, ptrdiff_t 
     for (ptrdiff_t r = 0; r < n_rows; r++) {
         const uint64_t* row = words + r * ldb;
         const double* rr = R + r * ldz;
-        for (ptrdiff_t w = 0; w < n_words; w++) {
-            uint64_t bits = row[w];
-            if (w == n_words - 1) bits &= last_mask;
-            while (bits) {
-                double* g = GT + (w * 64 + CSM_CTZ64(bits)) * ldz;
-                for (ptrdiff_t k = 0; k < ldz; k += CSM_VL)
-                    csm_store_d(g + k, csm_load_d(g + k) + csm_load_d(rr + k));
-                bits &= bits - 1;
-            }
+        switch (ldz / CSM_VL) {
+            case 1: csm_bits_row_accumulate(row, n_words, last_mask, rr, ldz, GT, 1); break;
+            case 2: csm_bits_row_accumulate(row, n_words, last_mask, rr, ldz, GT, 2); break;
+            case 3: csm_bits_row_accumulate(row, n_words, last_mask, rr, ldz, GT, 3); break;
+            case 4: csm_bits_row_accumulate(row, n_words, last_mask, rr, ldz, GT, 4); break;
+            default:
+                for (ptrdiff_t k = 0; k < ldz; k += 4 * CSM_VL)
+                    csm_bits_row_accumulate(row, n_words, last_mask, rr + k, ldz, GT + k,
+                                            ldz - k >= 4 * CSM_VL ? 4 : (int)((ldz - k) / CSM_VL));
         }
     }
 }
