@@ -196,3 +196,80 @@ def test_packed_shape_mismatch_names_w(rng):
     pb = pack_bits(rng.random((3, 10)) < 0.5)
     with pytest.raises(ValueError, match="W has 11 features"):
         csoftmax.predict(np.zeros((2, 11)), pb)
+
+
+# ---------------------------------------------------------------------------
+# Sparse CSR (and other scipy.sparse formats, converted once)
+# ---------------------------------------------------------------------------
+
+sparse = pytest.importorskip("scipy.sparse")
+
+
+def _sparse_problem(rng, n=700, d=300, k=6, density=0.05, dtype=np.float64):
+    A = sparse.random(n, d, density=density, format="csr", random_state=rng.integers(1 << 30), dtype=dtype)
+    W = rng.normal(size=(k, d))
+    b = rng.normal(size=k)
+    y = rng.integers(0, k, n)
+    return A, W, b, y
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+@pytest.mark.parametrize("container", ["matrix", "array"])
+@pytest.mark.parametrize("n_threads", [1, 3])
+def test_sparse_matches_dense(fmt, container, n_threads, rng):
+    A, W, b, y = _sparse_problem(rng, n=5000)
+    X = A.toarray()
+    S = (sparse.csr_matrix(A) if container == "matrix" else sparse.csr_array(A)).asformat(fmt)
+    w = rng.uniform(0.5, 2.0, X.shape[0])
+    ref = csoftmax.loss_and_gradient(W, X, y, b, sample_weight=w, l2=0.1)
+    got = csoftmax.loss_and_gradient(W, S, y, b, sample_weight=w, l2=0.1, n_threads=n_threads)
+    np.testing.assert_allclose(got[0], ref[0], rtol=1e-12)
+    np.testing.assert_allclose(got[1], ref[1], rtol=1e-12, atol=1e-12 * np.abs(ref[1]).max())
+    np.testing.assert_allclose(got[2], ref[2], rtol=1e-12, atol=1e-12 * np.abs(ref[2]).max())
+    np.testing.assert_allclose(csoftmax.predict_proba(W, S, b), csoftmax.predict_proba(W, X, b), rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(csoftmax.predict(W, S, b), csoftmax.predict(W, X, b))
+    np.testing.assert_allclose(csoftmax.log_likelihood(W, S, y, b), csoftmax.log_likelihood(W, X, y, b), rtol=1e-12)
+    H = csoftmax.hessian_product(W, S, W, b, b, n_threads=n_threads)[0]
+    np.testing.assert_allclose(H, csoftmax.hessian_product(W, X, W, b, b)[0], rtol=1e-12, atol=1e-13)
+
+
+def test_sparse_float32_data_and_int64_indices(rng):
+    A, W, b, y = _sparse_problem(rng, dtype=np.float32)
+    A.indices = A.indices.astype(np.int64)
+    A.indptr = A.indptr.astype(np.int64)
+    got = csoftmax.loss_and_gradient(W, A, y, b)
+    assert got[1].dtype == np.float32
+    ref = csoftmax.loss_and_gradient(W, A.toarray(), y, b)
+    np.testing.assert_allclose(got[0], ref[0], rtol=1e-5)
+    np.testing.assert_allclose(got[1], ref[1], rtol=1e-4, atol=1e-5)
+
+
+def test_sparse_unsorted_indices_explicit_zeros_empty_rows(rng):
+    # Row 0: unsorted indices with an explicit zero; row 1 empty; row 2 repeats a column (summed).
+    data = np.array([2.0, 0.0, -1.5, 3.0, 0.5, 0.25])
+    indices = np.array([4, 1, 0, 2, 2, 3])
+    indptr = np.array([0, 3, 3, 6])
+    S = sparse.csr_matrix((data, indices, indptr), shape=(3, 5))
+    assert not S.has_sorted_indices
+    X = S.toarray()  # duplicates are summed, as csoftmax does
+    W = rng.normal(size=(4, 5))
+    y = np.array([0, 3, 1])
+    ref = csoftmax.loss_and_gradient(W, X, y)
+    got = csoftmax.loss_and_gradient(W, S, y)
+    np.testing.assert_allclose(got[0], ref[0], rtol=1e-13)
+    np.testing.assert_allclose(got[1], ref[1], rtol=1e-13, atol=1e-15)
+    assert S.data.tolist() == data.tolist() and S.indices.tolist() == indices.tolist()  # untouched
+
+
+def test_sparse_bad_structure_is_a_clear_error(rng):
+    A, W, b, y = _sparse_problem(rng, n=20, d=10)
+    bad = A.copy()
+    bad.indices = bad.indices.copy()
+    bad.indices[0] = 10
+    with pytest.raises(ValueError, match="column index 10 outside"):
+        csoftmax.loss_and_gradient(W, bad, y, b)
+    bad = A.copy()
+    bad.indptr = bad.indptr.copy()
+    bad.indptr[-1] += 1
+    with pytest.raises(ValueError, match="inconsistent structure"):
+        csoftmax.predict(W, bad, b)
