@@ -30,3 +30,7 @@ __all__ = [
     "show_config",
     "softmax",
 ]
+
+from ._gradcheck import GradientCheckResult, check_gradient  # noqa: E402
+
+__all__ += ["GradientCheckResult", "check_gradient"]
