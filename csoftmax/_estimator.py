@@ -13,16 +13,26 @@ Design
   before optimising (``sklearn/linear_model/_logistic.py``,
   ``_linear_loss.py``); here it is ``csoftmax.loss_and_gradient`` with
   ``reduction="mean"`` and ``l2 = 1 / (C S)``.
-* The parameters are optimised as one flat float64 vector ``theta = [W.ravel(),
-  b]`` (C order, so ``W`` is a view of ``theta``); the kernels cast ``W`` and
-  ``b`` to the dtype of X, so float32 data are computed in float32.
+* The solvers see one flat float64 vector ``theta = [W'.ravel(), b']`` in
+  standardised coordinates: ``W = W' / scale`` and ``b = b' - W mean``
+  (per feature, weighted mean and standard deviation of X, one extra pass at
+  the start).  This diagonal-plus-shift preconditioner changes neither X
+  (no copy) nor the objective or its minimum, but uncentred or badly scaled
+  features no longer cost L-BFGS hundreds of extra iterations (on raw 0..16
+  pixel data it reaches a given objective in about a third of the
+  iterations).  The kernels still compute in the model's coordinates, and
+  cast ``W`` and ``b`` to the dtype of X, so float32 data are computed in
+  float32.
+* The stopping test ``max |dF/dW|, |dF/db| <= tol`` is scikit-learn's and is
+  made on the gradient in the model's coordinates; both solvers also stop
+  when an iteration decreases ``F`` by less than 64 eps relatively.
 * ``solver="lbfgs"``: ``scipy.optimize.minimize(method="L-BFGS-B")`` with the
-  options scikit-learn uses (``gtol=tol``, ``ftol=64 eps``, ``maxls=50``).
+  options scikit-learn uses (``ftol=64 eps``, ``maxls=50``, ``maxiter``);
+  the gradient test is made in the callback.
 * ``solver="newton-cg"``: a hand-written truncated Newton method (conjugate
   gradients on Hessian-vector products, then an Armijo backtracking line
-  search) that stops, like scikit-learn's, when ``max |gradient| <= tol``.
-  Hessian-vector products come from ``csoftmax.hessian_product`` when the
-  package provides it, else from :func:`_numpy_hessian_product`.
+  search).  Hessian-vector products come from ``csoftmax.hessian_product``
+  when the package provides it, else from :func:`_numpy_hessian_product`.
 * While fitting, BLAS is limited to one thread (``threadpoolctl``) so that
   SciPy's and NumPy's small vector operations do not compete with the OpenMP
   team of the kernels.
@@ -236,15 +246,66 @@ def _hessian_product():
 # ---------------------------------------------------------------------------
 
 
+def _feature_statistics(X, sample_weight, center, block_rows=8192):
+    """Weighted mean (None unless ``center``) and scale of every column of X, in float64.
+
+    The scale is the weighted standard deviation with ``center``, else the
+    root mean square; constant columns get scale 1.  One pass over X, in
+    blocks of rows, shifted by the first row against cancellation.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, scale = _raw_feature_statistics(X, sample_weight, center, block_rows)
+    # Absurdly large values overflow the sums: leave those columns as they are.
+    bad = ~(np.isfinite(scale) & np.isfinite(mean))
+    scale[bad] = 1.0
+    mean[bad] = 0.0
+    return (mean if center else None), scale
+
+
+def _raw_feature_statistics(X, sample_weight, center, block_rows):
+    n_samples, n_features = X.shape
+    origin = np.asarray(X[0], dtype=np.float64)
+    total = 0.0
+    first = np.zeros(n_features)
+    second = np.zeros(n_features)
+    for start in range(0, n_samples, block_rows):
+        block = np.asarray(X[start : start + block_rows], dtype=np.float64) - origin
+        if sample_weight is None:
+            weights = np.ones(block.shape[0])
+        else:
+            weights = sample_weight[start : start + block_rows]
+        total += weights.sum()
+        first += weights @ block
+        block *= block
+        second += weights @ block
+    first /= total
+    second /= total
+    mean = origin + first
+    var = second - first**2 if center else second + origin * (origin + 2 * first)
+    var = np.maximum(var, 0.0)
+    scale = np.sqrt(var)
+    reference = mean**2 + var if center else var
+    scale[~(var > 1e-14 * reference)] = 1.0  # constant columns
+    return mean, scale
+
+
 class _Objective:
-    """``F(theta)`` and its derivatives for ``theta = [W.ravel(), b]`` (b only with an intercept).
+    """``F`` and its derivatives over the optimiser's flat parameter vector ``theta``.
+
+    The optimisers work in standardised coordinates: ``theta = [W'.ravel(),
+    b']`` with ``W = W' / scale`` (per column) and, with an intercept,
+    ``b = b' - W mean``, so that ``W x + b = W' (x - mean) / scale + b'``.
+    This is a diagonal-plus-shift preconditioner: X is neither copied nor
+    changed, the objective and its minimum are the same, but badly scaled or
+    uncentred features no longer slow L-BFGS and CG down.  Gradients and
+    Hessian products are mapped back with the transposed map (chain rule).
 
     Gradient out-buffers in X's dtype are allocated once and reused by every
     call; the float64 gradient handed to the optimiser is a fresh vector
     (optimisers may keep the previous one).
     """
 
-    def __init__(self, X, y, sample_weight, l2, n_classes, fit_intercept, n_threads):
+    def __init__(self, X, y, sample_weight, l2, n_classes, fit_intercept, n_threads, precondition=True):
         self.X = X
         self.y = y
         self.sample_weight = sample_weight
@@ -255,30 +316,61 @@ class _Objective:
         self.n_threads = n_threads
         self.n_coef = n_classes * self.n_features
         self.n_params = self.n_coef + (n_classes if fit_intercept else 0)
+        if precondition:
+            self.shift, self.scale = _feature_statistics(X, sample_weight, center=fit_intercept)
+        else:
+            self.shift, self.scale = None, None
         self.grad_W = np.empty((n_classes, self.n_features), dtype=X.dtype)
         self.grad_b = np.empty(n_classes, dtype=X.dtype) if fit_intercept else None
         self.hessp_func = _hessian_product()
         self.n_nonfinite = 0
-        self.last_theta = None
-        self.last_value = None
+        self._cache = None  # (theta, value, gradient, max |original gradient|)
 
     def unpack(self, theta):
+        """``(W, b)`` in the model's coordinates (a linear map; also for directions)."""
         W = theta[: self.n_coef].reshape(self.n_classes, self.n_features)
         b = theta[self.n_coef :] if self.fit_intercept else None
+        if self.scale is None:
+            return W, b
+        W = W / self.scale
+        if b is not None and self.shift is not None:
+            b = b - W @ self.shift
         return W, b
 
     def pack(self, W, b):
+        """The inverse of :meth:`unpack`."""
         theta = np.empty(self.n_params, dtype=np.float64)
-        theta[: self.n_coef] = W.ravel()
+        Wt = theta[: self.n_coef].reshape(self.n_classes, self.n_features)
+        Wt[...] = W
+        if self.scale is not None:
+            Wt *= self.scale
         if self.fit_intercept:
             theta[self.n_coef :] = b
+            if self.shift is not None:
+                theta[self.n_coef :] += np.asarray(W, dtype=np.float64) @ self.shift
         return theta
 
+    def pack_gradient(self, grad_W, grad_b):
+        """Gradient (or Hessian product) with respect to ``theta`` (transpose of :meth:`unpack`)."""
+        g = np.empty(self.n_params, dtype=np.float64)
+        G = g[: self.n_coef].reshape(self.n_classes, self.n_features)
+        G[...] = grad_W
+        if self.scale is not None:
+            if self.shift is not None and grad_b is not None:
+                G -= np.outer(grad_b, self.shift)
+            G /= self.scale
+        if self.fit_intercept:
+            g[self.n_coef :] = grad_b
+        return g
+
     def loss_gradient(self, theta):
-        """``(F, grad F)``; ``(inf, 0)`` where the logits overflow, so that line searches back off."""
+        """``(F, grad_theta F)``; ``(inf, 0)`` where the logits overflow, so that line searches back off."""
+        cache = self._cache
+        if cache is not None and np.array_equal(theta, cache[0]):
+            return cache[1], cache[2].copy()
         W, b = self.unpack(theta)
         try:
-            if not np.isfinite(theta).all():
+            if not (np.isfinite(W).all() and (b is None or np.isfinite(b).all())):
                 raise ValueError("non-finite parameters")
             loss, grad_W, grad_b = _functions.loss_and_gradient(
                 W,
@@ -297,17 +389,21 @@ class _Objective:
             # failure left is a non-finite result: too large parameters.
             self.n_nonfinite += 1
             return np.inf, np.zeros(self.n_params)
-        self.last_theta = theta.copy()
-        self.last_value = loss
-        return loss, self.pack(grad_W, grad_b)
+        grad_max = max(_max_abs(grad_W), _max_abs(grad_b) if grad_b is not None else 0.0)
+        gradient = self.pack_gradient(grad_W, grad_b)
+        self._cache = (theta.copy(), loss, gradient, grad_max)
+        return loss, gradient.copy()
 
-    def value_at(self, theta):
-        if self.last_theta is not None and np.array_equal(theta, self.last_theta):
-            return self.last_value
-        return self.loss_gradient(theta)[0]
+    def state(self, theta):
+        """``(F, max |gradient of F in the model's coordinates|)`` at ``theta``."""
+        self.loss_gradient(theta)
+        cache = self._cache
+        if cache is None or not np.array_equal(theta, cache[0]):
+            return np.inf, np.inf
+        return cache[1], cache[3]
 
     def hessp(self, theta, vector):
-        """Hessian of F at ``theta`` times ``vector``."""
+        """Hessian of F with respect to ``theta`` at ``theta``, times ``vector``."""
         W, b = self.unpack(theta)
         V, Vb = self.unpack(vector)
         HV_W, HV_b = self.hessp_func(
@@ -321,7 +417,7 @@ class _Objective:
             reduction="mean",
             n_threads=self.n_threads,
         )
-        return self.pack(HV_W, HV_b)
+        return self.pack_gradient(HV_W, HV_b)
 
 
 # ---------------------------------------------------------------------------
@@ -333,6 +429,10 @@ def _max_abs(vector):
     return float(np.max(np.abs(vector))) if vector.size else 0.0
 
 
+class _Converged(Exception):
+    """Raised from the L-BFGS-B callback when ``max |gradient| <= tol``."""
+
+
 def _lbfgs(objective, theta0, max_iter, tol, verbose):
     try:
         from scipy.optimize import minimize
@@ -340,39 +440,55 @@ def _lbfgs(objective, theta0, max_iter, tol, verbose):
         raise ImportError("solver='lbfgs' needs SciPy: install scipy, or use solver='newton-cg'") from None
 
     losses = []
-    state = {"theta": theta0.copy()}
+    state = {"theta": theta0.copy(), "n_iter": 0}
+    _, grad_max = objective.state(theta0)
+    if grad_max <= tol:
+        return theta0, 0, losses, None
 
     def callback(xk):
-        value = objective.value_at(xk)
+        value, grad_max = objective.state(xk)
         losses.append(float(value))
         if np.isfinite(value) and np.isfinite(xk).all():
             state["theta"] = np.array(xk, copy=True)
+            state["n_iter"] = len(losses)
         if verbose:
-            print(f"[SoftmaxRegression lbfgs] iteration {len(losses):4d}: objective {value:.10g}")
+            print(
+                f"[SoftmaxRegression lbfgs] iteration {len(losses):4d}: objective {value:.10g}, "
+                f"max |gradient| {grad_max:.3g}"
+            )
+        # The gradient test is done here, on the gradient in the model's
+        # coordinates (L-BFGS-B's own test would see the preconditioned one).
+        if grad_max <= tol:
+            raise _Converged
 
-    result = minimize(
-        objective.loss_gradient,
-        theta0,
-        method="L-BFGS-B",
-        jac=True,
-        callback=callback,
-        options={"maxiter": max_iter, "maxls": 50, "gtol": tol, "ftol": _FTOL},
-    )
+    try:
+        result = minimize(
+            objective.loss_gradient,
+            theta0,
+            method="L-BFGS-B",
+            jac=True,
+            callback=callback,
+            options={"maxiter": max_iter, "maxls": 50, "gtol": 0.0, "ftol": _FTOL},
+        )
+    except _Converged:
+        return state["theta"], len(losses), losses, None
     n_iter = int(result.nit)
     theta = result.x
     problem = None
-    if not (np.isfinite(theta).all() and np.isfinite(result.fun)):
-        theta = state["theta"]
+    final_value, final_grad_max = objective.state(theta) if np.isfinite(theta).all() else (np.nan, np.nan)
+    if not (np.isfinite(theta).all() and np.isfinite(final_value)):
         problem = (
             f"lbfgs produced non-finite parameters after {n_iter} iteration(s); "
-            "keeping the last finite iterate"
+            f"keeping the last finite iterate (iteration {state['n_iter']})"
         )
+        theta, n_iter = state["theta"], state["n_iter"]
+        del losses[n_iter:]
     elif result.status != 0:
         message = result.message.decode() if isinstance(result.message, bytes) else str(result.message)
         problem = f"lbfgs failed to converge after {n_iter} iteration(s) (max_iter={max_iter}): {message}"
-    elif objective.n_nonfinite and _max_abs(result.jac) > tol:
+    elif objective.n_nonfinite and final_grad_max > tol:
         problem = (
-            f"lbfgs stopped after {n_iter} iteration(s) with max |gradient| = {_max_abs(result.jac):.3g} > "
+            f"lbfgs stopped after {n_iter} iteration(s) with max |gradient| = {final_grad_max:.3g} > "
             f"tol={tol}: the objective overflowed at {objective.n_nonfinite} trial point(s)"
         )
     return theta, n_iter, losses, problem
@@ -417,14 +533,15 @@ def _newton_cg(objective, theta0, max_iter, tol, verbose, max_inner=200, max_hal
 def _newton_cg_loop(objective, theta0, max_iter, tol, verbose, max_inner, max_halvings, ftol):
     theta = theta0.copy()
     value, grad = objective.loss_gradient(theta)
+    grad_max = objective.state(theta)[1]
     losses = []
     n_iter = 0
     problem = None
-    while _max_abs(grad) > tol:
+    while grad_max > tol:
         if n_iter >= max_iter:
             problem = (
                 f"newton-cg failed to converge after {n_iter} iteration(s) (max_iter={max_iter}): "
-                f"max |gradient| = {_max_abs(grad):.3g} > tol={tol}"
+                f"max |gradient| = {grad_max:.3g} > tol={tol}"
             )
             break
         grad_norm = np.sqrt(grad @ grad)
@@ -445,18 +562,19 @@ def _newton_cg_loop(objective, theta0, max_iter, tol, verbose, max_inner, max_ha
         else:
             problem = (
                 f"newton-cg stopped after {n_iter} iteration(s): the line search found no decrease "
-                f"(max |gradient| = {_max_abs(grad):.3g} > tol={tol}; the data may be too badly "
+                f"(max |gradient| = {grad_max:.3g} > tol={tol}; the data may be too badly "
                 "scaled, or tol below what the data's precision allows)"
             )
             break
         decrease = value - new_value
         theta, value, grad = trial, new_value, new_grad
+        grad_max = objective.state(theta)[1]
         n_iter += 1
         losses.append(float(value))
         if verbose:
             print(
                 f"[SoftmaxRegression newton-cg] iteration {n_iter:4d}: objective {value:.10g}, "
-                f"max |gradient| {_max_abs(grad):.3g}, step {t:g}"
+                f"max |gradient| {grad_max:.3g}, step {t:g}"
             )
         if decrease <= ftol * max(abs(value), abs(value + decrease), 1.0):
             # The objective no longer decreases at its own precision (L-BFGS-B's
@@ -655,8 +773,9 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
     max_iter : int, default=100
         Maximum number of iterations of the solver.
     tol : float, default=1e-4
-        Stop when the largest absolute entry of the gradient of ``F`` is
-        at most ``tol``; both solvers also stop, as converged, when an
+        Stop when the largest absolute entry of the gradient of ``F`` (with
+        respect to ``coef_`` and ``intercept_``) is at most ``tol``, as
+        scikit-learn does; both solvers also stop, as converged, when an
         iteration decreases ``F`` by less than 64 float64 machine epsilons,
         relatively (so a ``tol`` below the precision of float32 data ends
         without a warning).
@@ -718,7 +837,11 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
     -----
     X may be float32 or float64 (kept, computed in that precision) or any
     other real dtype (converted to float64); sparse matrices are not
-    supported yet.  While fitting, BLAS libraries are limited to one thread
+    supported yet.  The solvers work in standardised coordinates (features
+    centred and scaled by their weighted mean and standard deviation, as a
+    change of variables, without copying X): the objective and its minimum
+    are those above, in the original units, but raw features converge as
+    fast as standardised ones.  While fitting, BLAS libraries are limited to one thread
     (when ``threadpoolctl`` is installed) so they do not compete with the
     kernels' OpenMP threads.  The solvers need SciPy (lbfgs) or only NumPy
     (newton-cg); scikit-learn is optional.
