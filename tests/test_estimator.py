@@ -713,6 +713,15 @@ def test_works_without_sklearn():
         assert "after 2 iteration" in str(caught[0].message)
         assert SoftmaxRegression().fit(X.astype(np.float32), y).coef_.dtype == np.float32
         assert SoftmaxRegression().fit(X.tolist(), list(y)).n_features_in_ == 3
+        try:
+            import pandas as pd
+        except ImportError:
+            pass
+        else:
+            frame = pd.DataFrame(X, columns=["p", "q", "r"])
+            model = SoftmaxRegression().fit(frame, pd.Series(y))
+            assert list(model.feature_names_in_) == ["p", "q", "r"]
+            assert not hasattr(SoftmaxRegression().fit(X, y), "feature_names_in_")
         print("ok")
         """
     )
@@ -731,3 +740,10 @@ def test_import_does_not_load_the_estimator():
     assert out.stdout.split() == ["False", "False"], out.stderr
     assert "SoftmaxRegression" in dir(csoftmax) and "SoftmaxRegression" in csoftmax.__all__
     assert csoftmax.SoftmaxRegression is _estimator.SoftmaxRegression
+
+
+def test_docstring_examples():
+    import doctest
+
+    result = doctest.testmod(_estimator, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

@@ -165,3 +165,12 @@ def test_bad_grad_func_shapes(rng):
 
     with pytest.raises(ValueError, match="grad_W of shape"):
         check_gradient(W, X, y, b, grad_func=transposed)
+
+
+def test_docstring_examples():
+    import doctest
+
+    from csoftmax import _gradcheck
+
+    result = doctest.testmod(_gradcheck, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
