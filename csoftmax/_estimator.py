@@ -693,7 +693,7 @@ def _class_weights(class_weight, classes, y_encoded, sample_weight):
     index = {label: k for k, label in enumerate(classes.tolist())}
     missing = [label for label in class_weight if label not in index]
     if missing:
-        raise ValueError(f"The classes, {missing}, are not in class_weight")
+        raise ValueError(f"class_weight has labels that are not classes of y: {missing}; classes: {classes.tolist()}")
     for label, value in class_weight.items():
         weights[index[label]] = value
     return weights
