@@ -175,7 +175,7 @@ def _format_gradient_check(summary, where, relative=True):
             f"max abs error {summary['max_abs_error']:.2e} "
             f"(largest gradient entry {summary['max_abs_gradient']:.2e})"
         )
-    return f"gradient check {where} ({summary['n_checked']} entries, {summary['method']}): {errors} -> {verdict}"
+    return f"gradient check {where} ({summary['n_checked']} entries, {summary['method']}):\n  {errors} -> {verdict}"
 
 
 # ---------------------------------------------------------------------------
@@ -1106,8 +1106,14 @@ def _thread_count(text):
     return value
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the line breaks of descriptions and epilogs; shows defaults that are set."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "%(default)" in text or "(default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return text + " (default: %(default)s)"
 
 
 _DATA_HELP = (
@@ -1142,8 +1148,8 @@ def build_parser():
     p = sub.add_parser(
         "train",
         help="fit a model (default: the built-in 8x8 binary digits) and report on it",
-        description="Fit SoftmaxRegression, print its progress, accuracy, log-likelihood, a gradient check "
-        "at the solution and the confusion matrix.",
+        description="Fit SoftmaxRegression and print its progress, the accuracy, the log-likelihood,\n"
+        "a gradient check at the solution and the confusion matrix.",
         epilog=_TRAIN_EPILOG,
         formatter_class=_Formatter,
     )
@@ -1174,9 +1180,9 @@ def build_parser():
     p = sub.add_parser(
         "predict",
         help="predictions and class probabilities of a saved model",
-        description="Predict with a model saved by 'csoftmax train --save'. Writes CSV rows "
-        "'index[,true],predicted,p_<class>...' to stdout or --output; with labels in the data the accuracy "
-        "goes to stderr (stdout with --output).",
+        description="Predict with a model saved by 'csoftmax train --save'.  Writes CSV rows\n"
+        "index[,true],predicted,p_<class>... to stdout or --output; when the data have labels,\n"
+        "the accuracy goes to stderr (to stdout with --output).",
         formatter_class=_Formatter,
     )
     p.add_argument("--model", metavar="MODEL.npz", required=True, help="model file from csoftmax train --save")
@@ -1195,8 +1201,9 @@ def build_parser():
     p = sub.add_parser(
         "gradcheck",
         help="check the analytic gradient against finite differences on a data set",
-        description="Compare the gradient of the penalised mean negative log-likelihood with finite "
-        "differences at random parameters, on the built-in digits or --data. Exit status 1 if it fails.",
+        description="Compare the gradient of the penalised mean negative log-likelihood with finite\n"
+        "differences at random parameters, on the built-in digits or --data.\n"
+        "Exit status 1 if it fails.",
         formatter_class=_Formatter,
     )
     p.add_argument("--data", metavar="FILE", help=_DATA_HELP)
