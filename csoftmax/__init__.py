@@ -37,3 +37,24 @@ __all__ = [
     "show_config",
     "softmax",
 ]
+
+from ._gradcheck import GradientCheckResult, check_gradient  # noqa: E402
+
+__all__ += ["GradientCheckResult", "check_gradient"]
+
+# The estimator imports scikit-learn when it is installed, so it is loaded on
+# first use rather than with the kernels.
+_ESTIMATOR_NAMES = ("SoftmaxRegression", "ConvergenceWarning")
+__all__ += list(_ESTIMATOR_NAMES)
+
+
+def __getattr__(name):
+    if name in _ESTIMATOR_NAMES:
+        from . import _estimator
+
+        return getattr(_estimator, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_ESTIMATOR_NAMES))

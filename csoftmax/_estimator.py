@@ -1,0 +1,1014 @@
+"""``SoftmaxRegression``: a scikit-learn compatible estimator on the csoftmax kernels.
+
+Design
+------
+* The objective is exactly the one of scikit-learn's multinomial
+  ``LogisticRegression`` (lbfgs / newton-cg solvers)::
+
+      F(W, b) = sum_n s_n CE_n(W, b) / S  +  ||W||_F^2 / (2 C S)
+
+  with per-sample weights ``s_n`` (sample_weight times class weight),
+  ``S = sum_n s_n`` and the intercepts ``b`` not penalised.  scikit-learn
+  writes it as ``C * sum_n s_n CE_n + ||W||^2 / 2`` and divides by ``C S``
+  before optimising (``sklearn/linear_model/_logistic.py``,
+  ``_linear_loss.py``); here it is ``csoftmax.loss_and_gradient`` with
+  ``reduction="mean"`` and ``l2 = 1 / (C S)``.
+* The parameters are optimised as one flat float64 vector ``theta = [W.ravel(),
+  b]`` (C order, so ``W`` is a view of ``theta``); the kernels cast ``W`` and
+  ``b`` to the dtype of X, so float32 data are computed in float32.
+* ``solver="lbfgs"``: ``scipy.optimize.minimize(method="L-BFGS-B")`` with the
+  options scikit-learn uses (``gtol=tol``, ``ftol=64 eps``, ``maxls=50``).
+* ``solver="newton-cg"``: a hand-written truncated Newton method (conjugate
+  gradients on Hessian-vector products, then an Armijo backtracking line
+  search) that stops, like scikit-learn's, when ``max |gradient| <= tol``.
+  Hessian-vector products come from ``csoftmax.hessian_product`` when the
+  package provides it, else from :func:`_numpy_hessian_product`.
+* While fitting, BLAS is limited to one thread (``threadpoolctl``) so that
+  SciPy's and NumPy's small vector operations do not compete with the OpenMP
+  team of the kernels.
+* scikit-learn is optional: with it the estimator subclasses its
+  ``ClassifierMixin`` and ``BaseEstimator`` and uses its validation helpers;
+  without it a small local base class provides ``get_params``, ``set_params``,
+  ``__repr__`` and ``score``, and inputs are checked here.
+"""
+
+import importlib
+import inspect
+import numbers
+import warnings
+
+import numpy as np
+
+from . import _functions
+from ._threads import resolve_n_threads
+from ._validation import as_bias, as_float_matrix, as_sample_weight, as_targets, as_weights, check_l2, check_reduction
+from ._validation import weight_total
+
+try:  # scikit-learn is optional
+    from sklearn.base import BaseEstimator as _BaseEstimator
+    from sklearn.base import ClassifierMixin as _ClassifierMixin
+    from sklearn.exceptions import ConvergenceWarning, NotFittedError
+
+    _HAVE_SKLEARN = True
+except ImportError:
+    _HAVE_SKLEARN = False
+
+__all__ = ["SoftmaxRegression", "ConvergenceWarning", "NotFittedError"]
+
+_SOLVERS = ("lbfgs", "newton-cg", "sgd")
+_LEARNING_RATES = ("optimal", "constant", "invscaling", "adaptive")
+# Both solvers also stop when the objective decreases by less than this,
+# relatively (scikit-learn's setting of L-BFGS-B).
+_FTOL = 64 * np.finfo(np.float64).eps
+
+
+# ---------------------------------------------------------------------------
+# Stand-ins for scikit-learn's base classes, used only when it is missing
+# ---------------------------------------------------------------------------
+
+if not _HAVE_SKLEARN:
+
+    class ConvergenceWarning(UserWarning):
+        """The optimiser stopped before it converged."""
+
+    class NotFittedError(ValueError, AttributeError):
+        """The estimator was used before ``fit``."""
+
+    class _BaseEstimator:
+        """Minimal ``get_params`` / ``set_params`` / ``__repr__`` (scikit-learn's contract)."""
+
+        @classmethod
+        def _get_param_names(cls):
+            signature = inspect.signature(cls.__init__)
+            return sorted(
+                p.name
+                for p in signature.parameters.values()
+                if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            )
+
+        def get_params(self, deep=True):
+            params = {}
+            for name in self._get_param_names():
+                value = getattr(self, name)
+                if deep and hasattr(value, "get_params") and not isinstance(value, type):
+                    params.update((f"{name}__{k}", v) for k, v in value.get_params().items())
+                params[name] = value
+            return params
+
+        def set_params(self, **params):
+            valid = self.get_params(deep=True)
+            nested = {}
+            for key, value in params.items():
+                name, _, sub = key.partition("__")
+                if name not in valid:
+                    raise ValueError(
+                        f"Invalid parameter {name!r} for estimator {self.__class__.__name__}. "
+                        f"Valid parameters are: {sorted(self._get_param_names())!r}."
+                    )
+                if sub:
+                    nested.setdefault(name, {})[sub] = value
+                else:
+                    setattr(self, name, value)
+            for name, sub_params in nested.items():
+                getattr(self, name).set_params(**sub_params)
+            return self
+
+        def __repr__(self):
+            defaults = {
+                p.name: p.default for p in inspect.signature(self.__class__.__init__).parameters.values()
+            }
+            changed = []
+            for name in self._get_param_names():
+                value = getattr(self, name)
+                default = defaults.get(name, inspect.Parameter.empty)
+                same = value is default
+                if not same:
+                    try:
+                        same = bool(value == default) and type(value) is type(default)
+                    except Exception:
+                        same = False
+                if not same:
+                    changed.append(f"{name}={value!r}")
+            return f"{self.__class__.__name__}({', '.join(changed)})"
+
+    class _ClassifierMixin:
+        """``score`` as the (weighted) accuracy."""
+
+        _estimator_type = "classifier"
+
+        def score(self, X, y, sample_weight=None):
+            """Mean accuracy of ``predict(X)`` against ``y``, weighted by ``sample_weight``."""
+            y = np.asarray(y)
+            correct = (self.predict(X) == y).astype(np.float64)
+            return float(np.average(correct, weights=sample_weight))
+
+
+def _is_sparse(X):
+    return hasattr(X, "tocsr") and hasattr(X, "nnz")
+
+
+def _reject_sparse(X):
+    if _is_sparse(X):
+        raise TypeError(
+            f"SoftmaxRegression does not support sparse input yet; got {type(X).__name__}. "
+            "Convert it to a dense array with X.toarray()."
+        )
+
+
+# ---------------------------------------------------------------------------
+# Hessian-vector product (NumPy reference, used until the compiled one exists)
+# ---------------------------------------------------------------------------
+
+
+def _numpy_hessian_product(
+    W, X, V, b=None, Vb=None, *, y=None, sample_weight=None, l2=0.0, reduction="mean", n_threads=None
+):
+    """Hessian-vector product of the ``loss_and_gradient`` objective, in NumPy.
+
+    With logits ``a_n = W x_n + b``, ``p_n = softmax(a_n)``, the direction's
+    logits ``u_n = V x_n + Vb`` and ``t_n = sum_k y_nk`` (1 for labels or
+    ``y=None``)::
+
+        r_n  = (w_n t_n / S) (p_n * u_n - p_n (p_n . u_n))
+        HV_W = sum_n r_n x_n^T + l2 V
+        HV_b = sum_n r_n
+
+    The Hessian does not depend on ``y`` beyond ``t_n``.  Returns ``(HV_W,
+    HV_b)`` in X's float dtype; ``HV_b`` is None when ``b`` is None (then
+    ``Vb`` must be None too), and ``Vb=None`` with ``b`` given means a zero
+    intercept direction.
+    """
+    X = as_float_matrix(X, "X")
+    n_samples, n_features = X.shape
+    W = as_weights(W, X.dtype, n_features, "W")
+    n_classes = W.shape[0]
+    V = as_weights(V, X.dtype, n_features, "V")
+    if V.shape != W.shape:
+        raise ValueError(f"V must have the shape of W {W.shape}; got {V.shape}")
+    b = as_bias(b, X.dtype, n_classes, "b")
+    Vb = as_bias(Vb, X.dtype, n_classes, "Vb")
+    if b is None and Vb is not None:
+        raise ValueError("Vb was given but b is None: there is no intercept")
+    weights = as_sample_weight(sample_weight, n_samples)
+    check_reduction(reduction)
+    l2 = check_l2(l2)
+    total = weight_total(weights, n_samples, reduction)
+    resolve_n_threads(n_threads)
+
+    row_scale = np.full(n_samples, 1.0 / total)
+    if y is not None:
+        labels, targets = as_targets(y, n_samples, n_classes, "y")
+        if targets is not None:
+            row_scale *= targets.sum(axis=1)
+    if weights is not None:
+        row_scale *= weights
+
+    # Overflow (absurdly large parameters or data) gives inf/NaN results,
+    # which the solver handles; NumPy need not warn about it.
+    with np.errstate(over="ignore", invalid="ignore"):
+        A = X @ W.T
+        U = X @ V.T
+        if b is not None:
+            A += b
+        if Vb is not None:
+            U += Vb
+        A -= A.max(axis=1, keepdims=True)
+        np.exp(A, out=A)
+        A /= A.sum(axis=1, keepdims=True)  # A is now P
+        U -= np.einsum("nk,nk->n", A, U)[:, None]
+        U *= A
+        U *= row_scale.astype(X.dtype)[:, None]  # U is now R
+        HV_W = U.T @ X
+        if l2:
+            HV_W += l2 * V
+        HV_b = U.sum(axis=0) if b is not None else None
+    return np.ascontiguousarray(HV_W), HV_b
+
+
+def _hessian_product():
+    """The compiled Hessian-vector product when the package has it, else the NumPy one."""
+    package = importlib.import_module(__package__)
+    return getattr(package, "hessian_product", None) or _numpy_hessian_product
+
+
+# ---------------------------------------------------------------------------
+# The objective over the flat parameter vector
+# ---------------------------------------------------------------------------
+
+
+class _Objective:
+    """``F(theta)`` and its derivatives for ``theta = [W.ravel(), b]`` (b only with an intercept).
+
+    Gradient out-buffers in X's dtype are allocated once and reused by every
+    call; the float64 gradient handed to the optimiser is a fresh vector
+    (optimisers may keep the previous one).
+    """
+
+    def __init__(self, X, y, sample_weight, l2, n_classes, fit_intercept, n_threads):
+        self.X = X
+        self.y = y
+        self.sample_weight = sample_weight
+        self.l2 = l2
+        self.n_classes = n_classes
+        self.n_features = X.shape[1]
+        self.fit_intercept = fit_intercept
+        self.n_threads = n_threads
+        self.n_coef = n_classes * self.n_features
+        self.n_params = self.n_coef + (n_classes if fit_intercept else 0)
+        self.grad_W = np.empty((n_classes, self.n_features), dtype=X.dtype)
+        self.grad_b = np.empty(n_classes, dtype=X.dtype) if fit_intercept else None
+        self.hessp_func = _hessian_product()
+        self.n_nonfinite = 0
+        self.last_theta = None
+        self.last_value = None
+
+    def unpack(self, theta):
+        W = theta[: self.n_coef].reshape(self.n_classes, self.n_features)
+        b = theta[self.n_coef :] if self.fit_intercept else None
+        return W, b
+
+    def pack(self, W, b):
+        theta = np.empty(self.n_params, dtype=np.float64)
+        theta[: self.n_coef] = W.ravel()
+        if self.fit_intercept:
+            theta[self.n_coef :] = b
+        return theta
+
+    def loss_gradient(self, theta):
+        """``(F, grad F)``; ``(inf, 0)`` where the logits overflow, so that line searches back off."""
+        W, b = self.unpack(theta)
+        try:
+            if not np.isfinite(theta).all():
+                raise ValueError("non-finite parameters")
+            loss, grad_W, grad_b = _functions.loss_and_gradient(
+                W,
+                self.X,
+                self.y,
+                b,
+                sample_weight=self.sample_weight,
+                l2=self.l2,
+                reduction="mean",
+                n_threads=self.n_threads,
+                grad_W_out=self.grad_W,
+                grad_b_out=self.grad_b,
+            )
+        except ValueError:
+            # X, y and the weights were checked before fitting, so the only
+            # failure left is a non-finite result: too large parameters.
+            self.n_nonfinite += 1
+            return np.inf, np.zeros(self.n_params)
+        self.last_theta = theta.copy()
+        self.last_value = loss
+        return loss, self.pack(grad_W, grad_b)
+
+    def value_at(self, theta):
+        if self.last_theta is not None and np.array_equal(theta, self.last_theta):
+            return self.last_value
+        return self.loss_gradient(theta)[0]
+
+    def hessp(self, theta, vector):
+        """Hessian of F at ``theta`` times ``vector``."""
+        W, b = self.unpack(theta)
+        V, Vb = self.unpack(vector)
+        HV_W, HV_b = self.hessp_func(
+            W,
+            self.X,
+            V,
+            b,
+            Vb,
+            sample_weight=self.sample_weight,
+            l2=self.l2,
+            reduction="mean",
+            n_threads=self.n_threads,
+        )
+        return self.pack(HV_W, HV_b)
+
+
+# ---------------------------------------------------------------------------
+# Solvers: each returns (theta, n_iter, losses, warning message or None)
+# ---------------------------------------------------------------------------
+
+
+def _max_abs(vector):
+    return float(np.max(np.abs(vector))) if vector.size else 0.0
+
+
+def _lbfgs(objective, theta0, max_iter, tol, verbose):
+    try:
+        from scipy.optimize import minimize
+    except ImportError:
+        raise ImportError("solver='lbfgs' needs SciPy: install scipy, or use solver='newton-cg'") from None
+
+    losses = []
+    state = {"theta": theta0.copy()}
+
+    def callback(xk):
+        value = objective.value_at(xk)
+        losses.append(float(value))
+        if np.isfinite(value) and np.isfinite(xk).all():
+            state["theta"] = np.array(xk, copy=True)
+        if verbose:
+            print(f"[SoftmaxRegression lbfgs] iteration {len(losses):4d}: objective {value:.10g}")
+
+    result = minimize(
+        objective.loss_gradient,
+        theta0,
+        method="L-BFGS-B",
+        jac=True,
+        callback=callback,
+        options={"maxiter": max_iter, "maxls": 50, "gtol": tol, "ftol": _FTOL},
+    )
+    n_iter = int(result.nit)
+    theta = result.x
+    problem = None
+    if not (np.isfinite(theta).all() and np.isfinite(result.fun)):
+        theta = state["theta"]
+        problem = (
+            f"lbfgs produced non-finite parameters after {n_iter} iteration(s); "
+            "keeping the last finite iterate"
+        )
+    elif result.status != 0:
+        message = result.message.decode() if isinstance(result.message, bytes) else str(result.message)
+        problem = f"lbfgs failed to converge after {n_iter} iteration(s) (max_iter={max_iter}): {message}"
+    elif objective.n_nonfinite and _max_abs(result.jac) > tol:
+        problem = (
+            f"lbfgs stopped after {n_iter} iteration(s) with max |gradient| = {_max_abs(result.jac):.3g} > "
+            f"tol={tol}: the objective overflowed at {objective.n_nonfinite} trial point(s)"
+        )
+    return theta, n_iter, losses, problem
+
+
+def _conjugate_gradient(hessp, grad, rtol, max_inner):
+    """Approximately solve ``H p = -grad`` by CG; stop on small residual or non-positive curvature."""
+    step = np.zeros_like(grad)
+    residual = -grad
+    direction = residual.copy()
+    rr = residual @ residual
+    stop = rtol * np.sqrt(rr)
+    eps = np.finfo(np.float64).eps
+    for _ in range(max_inner):
+        if np.sqrt(rr) <= stop:
+            break
+        Hd = hessp(direction)
+        curvature = direction @ Hd
+        if not curvature > 16 * eps * (direction @ direction):
+            # Flat, negative or NaN curvature (e.g. shifting every intercept by the
+            # same amount): keep what was found, or go down the gradient.
+            if not step.any():
+                step = -grad
+            break
+        alpha = rr / curvature
+        step += alpha * direction
+        residual -= alpha * Hd
+        rr_new = residual @ residual
+        direction *= rr_new / rr
+        direction += residual
+        rr = rr_new
+    return step
+
+
+def _newton_cg(objective, theta0, max_iter, tol, verbose, max_inner=200, max_halvings=50, ftol=_FTOL):
+    # Overflowing products (absurdly scaled data) give inf/NaN steps, which
+    # are rejected below; NumPy need not warn about them.
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _newton_cg_loop(objective, theta0, max_iter, tol, verbose, max_inner, max_halvings, ftol)
+
+
+def _newton_cg_loop(objective, theta0, max_iter, tol, verbose, max_inner, max_halvings, ftol):
+    theta = theta0.copy()
+    value, grad = objective.loss_gradient(theta)
+    losses = []
+    n_iter = 0
+    problem = None
+    while _max_abs(grad) > tol:
+        if n_iter >= max_iter:
+            problem = (
+                f"newton-cg failed to converge after {n_iter} iteration(s) (max_iter={max_iter}): "
+                f"max |gradient| = {_max_abs(grad):.3g} > tol={tol}"
+            )
+            break
+        grad_norm = np.sqrt(grad @ grad)
+        # Forcing term of the inexact Newton step (superlinear convergence).
+        rtol = min(0.5, np.sqrt(grad_norm))
+        step = _conjugate_gradient(lambda v: objective.hessp(theta, v), grad, rtol, max_inner)
+        slope = grad @ step
+        if not (slope < 0 and np.isfinite(step).all()):
+            step = -grad
+            slope = -(grad @ grad)
+        t = 1.0
+        for _ in range(max_halvings):
+            trial = theta + t * step
+            new_value, new_grad = objective.loss_gradient(trial)
+            if new_value <= value + 1e-4 * t * slope:
+                break
+            t *= 0.5
+        else:
+            problem = (
+                f"newton-cg stopped after {n_iter} iteration(s): the line search found no decrease "
+                f"(max |gradient| = {_max_abs(grad):.3g} > tol={tol}; the data may be too badly "
+                "scaled, or tol below what the data's precision allows)"
+            )
+            break
+        decrease = value - new_value
+        theta, value, grad = trial, new_value, new_grad
+        n_iter += 1
+        losses.append(float(value))
+        if verbose:
+            print(
+                f"[SoftmaxRegression newton-cg] iteration {n_iter:4d}: objective {value:.10g}, "
+                f"max |gradient| {_max_abs(grad):.3g}, step {t:g}"
+            )
+        if decrease <= ftol * max(abs(value), abs(value + decrease), 1.0):
+            # The objective no longer decreases at its own precision (L-BFGS-B's
+            # criterion): typically float32 data, whose gradient cannot reach
+            # a tol far below float32's resolution.
+            break
+    return theta, n_iter, losses, problem
+
+
+# ---------------------------------------------------------------------------
+# Input checks
+# ---------------------------------------------------------------------------
+
+
+def _check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be a bool; got {value!r}")
+
+
+def _check_int(value, name, low, low_inclusive=True):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer; got {value!r}")
+    if value < low or (value == low and not low_inclusive):
+        relation = ">=" if low_inclusive else ">"
+        raise ValueError(f"{name} must be {relation} {low}; got {value!r}")
+
+
+def _check_real(value, name, low, high=np.inf, low_inclusive=True, high_inclusive=True):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or np.isnan(value):
+        raise ValueError(f"{name} must be a real number; got {value!r}")
+    too_low = value < low or (value == low and not low_inclusive)
+    too_high = value > high or (value == high and not high_inclusive)
+    if too_low or too_high:
+        left = "[" if low_inclusive else "("
+        right = "]" if high_inclusive else ")"
+        raise ValueError(f"{name} must be in {left}{low}, {high}{right}; got {value!r}")
+
+
+def _local_check_X(X, estimator, reset):
+    """Input checks without scikit-learn: dense 2-D finite numbers, float32/float64 kept."""
+    names = None
+    columns = getattr(X, "columns", None)
+    if columns is not None and not _is_sparse(X):
+        column_list = list(columns)
+        if column_list and all(isinstance(c, str) for c in column_list):
+            names = np.asarray(column_list, dtype=object)
+    X = np.asarray(X)
+    if X.dtype.kind == "c":
+        raise ValueError("Complex data not supported")
+    if X.dtype.kind == "O":
+        try:
+            X = X.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"X could not be converted to numbers: {exc}") from None
+    elif X.dtype.kind not in "biuf":
+        raise TypeError(f"X must hold numbers; got dtype {X.dtype}")
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected a 2D array, got an array of shape {X.shape}: reshape your data with "
+            "X.reshape(-1, 1) for a single feature or X.reshape(1, -1) for a single sample"
+        )
+    if X.shape[0] < 1 or X.shape[1] < 1:
+        raise ValueError(f"Found array with shape {X.shape}: at least 1 sample and 1 feature are required")
+    if not np.isfinite(X).all():
+        raise ValueError("Input X contains NaN or infinity")
+    if reset:
+        estimator.n_features_in_ = X.shape[1]
+        if names is not None:
+            estimator.feature_names_in_ = names
+        elif hasattr(estimator, "feature_names_in_"):
+            del estimator.feature_names_in_
+    elif X.shape[1] != estimator.n_features_in_:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but {estimator.__class__.__name__} is expecting "
+            f"{estimator.n_features_in_} features as input"
+        )
+    return X
+
+
+def _local_check_y(y, n_samples):
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        warnings.warn("A column-vector y was passed when a 1d array was expected", UserWarning, stacklevel=4)
+        y = y.ravel()
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D class labels; got shape {y.shape}")
+    if y.shape[0] != n_samples:
+        raise ValueError(f"X has {n_samples} samples but y has {y.shape[0]}")
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all():
+            raise ValueError("Input y contains NaN or infinity")
+        if (y != np.floor(y)).any():
+            raise ValueError("Unknown label type: continuous. Class labels must be discrete values")
+    return y
+
+
+def _class_weights(class_weight, classes, y_encoded, sample_weight):
+    """Per-class weights: None, "balanced" (weighted by sample_weight) or a dict {label: weight}."""
+    n_classes = len(classes)
+    if class_weight is None:
+        return None
+    if _HAVE_SKLEARN:
+        from sklearn.utils.class_weight import compute_class_weight
+
+        y = classes[y_encoded]
+        if "sample_weight" in inspect.signature(compute_class_weight).parameters:
+            return compute_class_weight(class_weight, classes=classes, y=y, sample_weight=sample_weight)
+        return compute_class_weight(class_weight, classes=classes, y=y)
+    if isinstance(class_weight, str) and class_weight == "balanced":
+        counts = np.bincount(y_encoded, weights=sample_weight, minlength=n_classes)
+        with np.errstate(divide="ignore"):
+            return counts.sum() / (n_classes * counts)
+    weights = np.ones(n_classes)
+    index = {label: k for k, label in enumerate(classes.tolist())}
+    missing = [label for label in class_weight if label not in index]
+    if missing:
+        raise ValueError(f"The classes, {missing}, are not in class_weight")
+    for label, value in class_weight.items():
+        weights[index[label]] = value
+    return weights
+
+
+def _validate_params(est):
+    _check_real(est.C, "C", 0.0, low_inclusive=False)
+    _check_bool(est.fit_intercept, "fit_intercept")
+    if est.solver not in _SOLVERS:
+        raise ValueError(f"solver must be one of {_SOLVERS}; got {est.solver!r}")
+    _check_int(est.max_iter, "max_iter", 1)
+    _check_real(est.tol, "tol", 0.0)
+    cw = est.class_weight
+    if not (cw is None or (isinstance(cw, str) and cw == "balanced") or isinstance(cw, dict)):
+        raise ValueError(f"class_weight must be None, 'balanced' or a dict {{label: weight}}; got {cw!r}")
+    _check_bool(est.warm_start, "warm_start")
+    if est.n_threads is not None:
+        try:
+            resolve_n_threads(est.n_threads)
+        except TypeError as exc:
+            raise ValueError(str(exc)) from None
+    _check_int(est.verbose, "verbose", 0)
+    rs = est.random_state
+    if not (rs is None or isinstance(rs, (numbers.Integral, np.random.RandomState, np.random.Generator))):
+        raise ValueError(f"random_state must be None, an int or a NumPy random state; got {rs!r}")
+    # Parameters of the stochastic solver: checked for every solver, as scikit-learn does.
+    _check_int(est.batch_size, "batch_size", 1)
+    if est.learning_rate not in _LEARNING_RATES:
+        raise ValueError(f"learning_rate must be one of {_LEARNING_RATES}; got {est.learning_rate!r}")
+    _check_real(est.eta0, "eta0", 0.0, low_inclusive=False)
+    _check_real(est.momentum, "momentum", 0.0, 1.0, high_inclusive=False)
+    _check_bool(est.shuffle, "shuffle")
+    _check_bool(est.early_stopping, "early_stopping")
+    _check_real(est.validation_fraction, "validation_fraction", 0.0, 1.0, False, False)
+    _check_int(est.n_iter_no_change, "n_iter_no_change", 1)
+
+
+# ---------------------------------------------------------------------------
+# The estimator
+# ---------------------------------------------------------------------------
+
+
+class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
+    """Multinomial (softmax) logistic regression on the compiled csoftmax kernels.
+
+    Minimises the L2-penalised mean cross-entropy of scikit-learn's
+    multinomial :class:`~sklearn.linear_model.LogisticRegression`::
+
+        F(W, b) = sum_n s_n CE_n(W, b) / S  +  ||W||_F^2 / (2 C S)
+
+    where ``CE_n = -ln softmax(W x_n + b)_{y_n}``, ``s_n`` is the weight of
+    sample n (``sample_weight`` times its class weight), ``S = sum_n s_n``, and
+    the intercepts ``b`` are not penalised.  For the same ``C`` it reaches
+    the same optimum as ``LogisticRegression(C=C)`` on multiclass problems.
+
+    The model is always multinomial: with two classes ``coef_`` has shape
+    (2, n_features) and ``intercept_`` shape (2,) (scikit-learn's binary
+    model has one row).  The penalty on both rows makes the optimum
+    symmetric, ``coef_[1] = -coef_[0]``, so the log-odds coefficients
+    ``coef_[1] - coef_[0]`` equal those of ``LogisticRegression(C=2 * C)``.
+    ``decision_function`` then returns these log-odds, shape (n_samples,),
+    as scikit-learn's binary classifiers do.
+
+    Parameters
+    ----------
+    C : float, default=1.0
+        Inverse regularisation strength, as in ``LogisticRegression``;
+        ``np.inf`` means no penalty.
+    fit_intercept : bool, default=True
+        Whether to fit the intercepts ``intercept_`` (they are not penalised).
+    solver : {"lbfgs", "newton-cg", "sgd"}, default="lbfgs"
+        ``"lbfgs"``: SciPy's L-BFGS-B on the fused loss-and-gradient kernel.
+        ``"newton-cg"``: truncated Newton (conjugate gradients on
+        Hessian-vector products, Armijo backtracking); fewer, costlier
+        iterations, good for tight tolerances. ``"sgd"``: not available yet
+        (raises ``NotImplementedError``).
+    max_iter : int, default=100
+        Maximum number of iterations of the solver.
+    tol : float, default=1e-4
+        Stop when the largest absolute entry of the gradient of ``F`` is
+        at most ``tol``; both solvers also stop, as converged, when an
+        iteration decreases ``F`` by less than 64 float64 machine epsilons,
+        relatively (so a ``tol`` below the precision of float32 data ends
+        without a warning).
+    class_weight : dict, "balanced" or None, default=None
+        Weights ``{label: weight}`` multiplied into the sample weights;
+        ``"balanced"`` uses ``S / (n_classes * S_k)`` with ``S_k`` the
+        (weighted) number of samples of class k.
+    warm_start : bool, default=False
+        Start from the previous solution when the classes and the number of
+        features are unchanged.
+    n_threads : int, default=None
+        Threads of the kernels: None for every usable core, negative to
+        count back (-2: all but one).
+    random_state : int, RandomState, Generator or None, default=None
+        Seed of the stochastic solver (unused by lbfgs and newton-cg).
+    verbose : int, default=0
+        Print the objective at every iteration when > 0.
+    batch_size : int, default=32
+        Mini-batch size of ``solver="sgd"``.
+    learning_rate : {"optimal", "constant", "invscaling", "adaptive"}, default="optimal"
+        Step-size schedule of ``solver="sgd"``.
+    eta0 : float, default=0.01
+        Initial step size of ``solver="sgd"`` (all schedules but "optimal").
+    momentum : float, default=0.0
+        Momentum of ``solver="sgd"``, in [0, 1).
+    shuffle : bool, default=True
+        Whether ``solver="sgd"`` shuffles the samples at every epoch.
+    early_stopping : bool, default=False
+        Whether ``solver="sgd"`` holds out ``validation_fraction`` of the data
+        and stops when its score stops improving.
+    validation_fraction : float, default=0.1
+        Held-out fraction for ``early_stopping``, in (0, 1).
+    n_iter_no_change : int, default=5
+        Epochs without improvement before ``solver="sgd"`` stops.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels (any sortable labels: integers, strings, ...).
+    coef_ : ndarray of shape (n_classes, n_features)
+        Weights ``W``, in the float dtype of the training data.
+    intercept_ : ndarray of shape (n_classes,)
+        Intercepts ``b`` (zeros when ``fit_intercept=False``).
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names, when X was a DataFrame with string column names.
+    n_iter_ : int
+        Iterations run by the solver in the last ``fit``.
+    loss_curve_ : list of float
+        The objective ``F`` after each iteration of the last ``fit``.
+
+    See Also
+    --------
+    csoftmax.loss_and_gradient : the objective and its gradient.
+    sklearn.linear_model.LogisticRegression : the same model for multiclass data.
+
+    Notes
+    -----
+    X may be float32 or float64 (kept, computed in that precision) or any
+    other real dtype (converted to float64); sparse matrices are not
+    supported yet.  While fitting, BLAS libraries are limited to one thread
+    (when ``threadpoolctl`` is installed) so they do not compete with the
+    kernels' OpenMP threads.  The solvers need SciPy (lbfgs) or only NumPy
+    (newton-cg); scikit-learn is optional.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from csoftmax import SoftmaxRegression
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(300, 4))
+    >>> y = np.array(["cat", "dog", "owl"])[np.argmax(X[:, :3], axis=1)]
+    >>> clf = SoftmaxRegression(C=10.0).fit(X, y)
+    >>> clf.classes_
+    array(['cat', 'dog', 'owl'], dtype='<U3')
+    >>> clf.coef_.shape, clf.intercept_.shape
+    ((3, 4), (3,))
+    >>> clf.predict(np.array([[3.0, 0.0, 0.0, 0.0]]))
+    array(['cat'], dtype='<U3')
+    >>> clf.predict_proba(X[:2]).sum(axis=1)
+    array([1., 1.])
+    >>> clf.score(X, y) > 0.95
+    True
+    """
+
+    def __init__(
+        self,
+        C=1.0,
+        *,
+        fit_intercept=True,
+        solver="lbfgs",
+        max_iter=100,
+        tol=1e-4,
+        class_weight=None,
+        warm_start=False,
+        n_threads=None,
+        random_state=None,
+        verbose=0,
+        batch_size=32,
+        learning_rate="optimal",
+        eta0=0.01,
+        momentum=0.0,
+        shuffle=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+    ):
+        self.C = C
+        self.fit_intercept = fit_intercept
+        self.solver = solver
+        self.max_iter = max_iter
+        self.tol = tol
+        self.class_weight = class_weight
+        self.warm_start = warm_start
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.verbose = verbose
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.eta0 = eta0
+        self.momentum = momentum
+        self.shuffle = shuffle
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+
+    if _HAVE_SKLEARN:
+
+        def __sklearn_tags__(self):
+            tags = super().__sklearn_tags__()
+            tags.input_tags.sparse = False
+            return tags
+
+    # -- validation ---------------------------------------------------------
+
+    def _check_X(self, X, reset):
+        _reject_sparse(X)
+        if not _HAVE_SKLEARN:
+            return _local_check_X(X, self, reset)
+        return _sk_validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+
+    def _check_X_y(self, X, y):
+        _reject_sparse(X)
+        if not _HAVE_SKLEARN:
+            X = _local_check_X(X, self, reset=True)
+            y = _local_check_y(y, X.shape[0])
+            kind = y.dtype.kind
+            if kind not in "biufOUS":
+                raise ValueError(f"Unknown label type: y of dtype {y.dtype}")
+            return X, y
+        from sklearn.utils.multiclass import check_classification_targets
+
+        X, y = _sk_validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=False, multi_output=False)
+        check_classification_targets(y)
+        return X, y
+
+    def _check_sample_weight(self, sample_weight, X):
+        if sample_weight is None:
+            return None
+        if _HAVE_SKLEARN:
+            from sklearn.utils.validation import _check_sample_weight
+
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        return as_sample_weight(sample_weight, X.shape[0])
+
+    def _check_is_fitted(self):
+        if not hasattr(self, "coef_"):
+            raise NotFittedError(
+                f"This {self.__class__.__name__} instance is not fitted yet. Call 'fit' with "
+                "appropriate arguments before using this estimator."
+            )
+
+    # -- fitting ------------------------------------------------------------
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model by minimising the penalised weighted cross-entropy.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data; float32 or float64 is kept, other real dtypes
+            become float64.  Sparse matrices are not supported yet.
+        y : array-like of shape (n_samples,)
+            Class labels (at least two distinct classes).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights; they multiply the class weights.
+
+        Returns
+        -------
+        self : SoftmaxRegression
+            The fitted estimator.
+        """
+        _validate_params(self)
+        if self.solver == "sgd":
+            raise NotImplementedError(
+                "solver='sgd' is not available yet: a compiled mini-batch epoch loop will add it. "
+                "Use solver='lbfgs' or solver='newton-cg'."
+            )
+        X, y = self._check_X_y(X, y)
+        sample_weight = self._check_sample_weight(sample_weight, X)
+        classes, y_encoded = np.unique(y, return_inverse=True)
+        y_encoded = np.ascontiguousarray(y_encoded.reshape(-1), dtype=np.int64)
+        n_classes = len(classes)
+        if n_classes < 2:
+            label = classes[0].item() if isinstance(classes[0], np.generic) else classes[0]
+            raise ValueError(
+                "SoftmaxRegression needs samples of at least 2 classes in the data, but the data "
+                f"contains only one class: {label!r}"
+            )
+        class_weights = _class_weights(self.class_weight, classes, y_encoded, sample_weight)
+        if class_weights is not None:
+            per_sample = class_weights[y_encoded]
+            if sample_weight is None:
+                sample_weight = np.ascontiguousarray(per_sample, dtype=np.float64)
+            else:
+                sample_weight = np.where(sample_weight > 0, sample_weight * per_sample, 0.0)
+            sample_weight = as_sample_weight(sample_weight, X.shape[0], "sample_weight * class_weight")
+        total = float(X.shape[0]) if sample_weight is None else float(sample_weight.sum())
+        if not total > 0:
+            raise ValueError(
+                "The sample weights (times the class weights) sum to zero: at least one sample "
+                "needs a non-zero weight"
+            )
+        l2 = 0.0 if np.isinf(self.C) else 1.0 / (float(self.C) * total)
+        n_threads = resolve_n_threads(self.n_threads)
+
+        objective = _Objective(X, y_encoded, sample_weight, l2, n_classes, self.fit_intercept, n_threads)
+        W0 = np.zeros((n_classes, X.shape[1]))
+        b0 = np.zeros(n_classes)
+        if (
+            self.warm_start
+            and hasattr(self, "coef_")
+            and self.coef_.shape == W0.shape
+            and np.array_equal(getattr(self, "classes_", None), classes)
+        ):
+            W0[...] = self.coef_
+            if self.fit_intercept:
+                b0[...] = self.intercept_
+        theta0 = objective.pack(W0, b0)
+
+        solve = _lbfgs if self.solver == "lbfgs" else _newton_cg
+        with _single_threaded_blas():
+            theta, n_iter, losses, problem = solve(objective, theta0, self.max_iter, float(self.tol), self.verbose)
+        if problem is not None:
+            warnings.warn(
+                f"{problem}. Increase max_iter, or scale the data (e.g. StandardScaler).",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+
+        W, b = objective.unpack(theta)
+        self.classes_ = classes
+        self.coef_ = np.array(W, dtype=X.dtype)
+        self.intercept_ = np.array(b, dtype=X.dtype) if self.fit_intercept else np.zeros(n_classes, X.dtype)
+        self.n_iter_ = n_iter
+        self.loss_curve_ = losses
+        return self
+
+    # -- prediction ---------------------------------------------------------
+
+    def _bias(self):
+        return self.intercept_ if self.fit_intercept else None
+
+    def decision_function(self, X):
+        """Logits ``X W^T + b``; for two classes the log-odds of the second class.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes), or (n_samples,) for two classes
+        """
+        self._check_is_fitted()
+        X = self._check_X(X, reset=False)
+        coef = self.coef_.astype(X.dtype, copy=False)
+        scores = X @ coef.T
+        scores += self.intercept_.astype(X.dtype, copy=False)
+        if scores.shape[1] == 2:
+            return scores[:, 1] - scores[:, 0]
+        return scores
+
+    def predict_proba(self, X):
+        """Class probabilities ``softmax(W x + b)``, columns in the order of ``classes_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+        """
+        self._check_is_fitted()
+        X = self._check_X(X, reset=False)
+        return _functions.predict_proba(self.coef_, X, self._bias(), n_threads=self.n_threads)
+
+    def predict_log_proba(self, X):
+        """Log of the class probabilities, computed stably as a log-softmax of the logits.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+        """
+        self._check_is_fitted()
+        X = self._check_X(X, reset=False)
+        scores = X @ self.coef_.astype(X.dtype, copy=False).T
+        scores += self.intercept_.astype(X.dtype, copy=False)
+        return _functions.log_softmax(scores, n_threads=self.n_threads)
+
+    def predict(self, X):
+        """Most probable class of every sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        self._check_is_fitted()
+        X = self._check_X(X, reset=False)
+        return self.classes_[_functions.predict(self.coef_, X, self._bias(), n_threads=self.n_threads)]
+
+
+def _sk_validate_data(estimator, X, y="no_validation", **kwargs):
+    try:
+        from sklearn.utils.validation import validate_data
+    except ImportError:  # scikit-learn < 1.6
+        return estimator._validate_data(X, y, **kwargs)
+    return validate_data(estimator, X, y, **kwargs)
+
+
+class _NullContext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _single_threaded_blas():
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return _NullContext()
+    return threadpool_limits(1, user_api="blas")
