@@ -152,7 +152,7 @@ def _gradient_check(W, X, y, b, l2):
     if check_gradient is not None:
         result = check_gradient(W, X, y, b, l2=l2)
         summary = {
-            "method": "central differences",
+            "method": "five-point differences",
             "max_abs_error": result.max_abs_error,
             "max_rel_error": result.max_rel_error,
             "n_checked": result.n_checked,
