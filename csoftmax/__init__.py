@@ -18,9 +18,11 @@ from ._functions import (
 )
 from ._packed import PackedBits, pack_bits
 from ._version import __version__
+from . import datasets
 
 __all__ = [
     "__version__",
+    "datasets",
     "PackedBits",
     "pack_bits",
     "hessian_product",

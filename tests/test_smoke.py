@@ -21,5 +21,12 @@ def test_loss_and_gradient_matches_numpy(rng):
 def test_main_self_check_passes(capsys):
     from csoftmax.__main__ import main
 
-    assert main([]) == 0
+    assert main(["selfcheck"]) == 0
     assert "PASSED" in capsys.readouterr().out
+
+
+def test_main_without_a_command_prints_help(capsys):
+    from csoftmax.__main__ import main
+
+    assert main([]) == 2
+    assert "csoftmax train" in capsys.readouterr().err
