@@ -768,8 +768,8 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
         ``"lbfgs"``: SciPy's L-BFGS-B on the fused loss-and-gradient kernel.
         ``"newton-cg"``: truncated Newton (conjugate gradients on
         Hessian-vector products, Armijo backtracking); fewer, costlier
-        iterations, good for tight tolerances. ``"sgd"``: not available yet
-        (raises ``NotImplementedError``).
+        iterations, good for tight tolerances. ``"sgd"``: mini-batch SGD with
+        momentum whose epochs run in compiled code (``max_iter`` counts epochs).
     max_iter : int, default=100
         Maximum number of iterations of the solver.
     tol : float, default=1e-4
@@ -974,11 +974,6 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
             The fitted estimator.
         """
         _validate_params(self)
-        if self.solver == "sgd":
-            raise NotImplementedError(
-                "solver='sgd' is not available yet: a compiled mini-batch epoch loop will add it. "
-                "Use solver='lbfgs' or solver='newton-cg'."
-            )
         X, y = self._check_X_y(X, y)
         sample_weight = self._check_sample_weight(sample_weight, X)
         classes, y_encoded = np.unique(y, return_inverse=True)
@@ -1019,6 +1014,8 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
             W0[...] = self.coef_
             if self.fit_intercept:
                 b0[...] = self.intercept_
+        if self.solver == "sgd":
+            return self._fit_sgd(X, y_encoded, sample_weight, classes, W0, b0, l2)
         theta0 = objective.pack(W0, b0)
 
         solve = _lbfgs if self.solver == "lbfgs" else _newton_cg
@@ -1037,6 +1034,63 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
         self.intercept_ = np.array(b, dtype=X.dtype) if self.fit_intercept else np.zeros(n_classes, X.dtype)
         self.n_iter_ = n_iter
         self.loss_curve_ = losses
+        return self
+
+    def _fit_sgd(self, X, y_encoded, sample_weight, classes, W, b, l2):
+        """Mini-batch SGD; each epoch runs in compiled code (see ``csoftmax._sgd``)."""
+        from ._sgd import sgd_train
+
+        seed = self.random_state
+        if isinstance(seed, np.random.RandomState):
+            seed = int(seed.randint(np.iinfo(np.int32).max))
+        elif seed is not None and not isinstance(seed, (numbers.Integral, np.random.Generator)):
+            raise ValueError(f"random_state must be None, an integer or a numpy random generator; got {seed!r}")
+        verbose = self.verbose
+
+        def report(epoch, loss):
+            if verbose:
+                print(f"iteration {epoch}: objective {loss:.10g}")
+
+        bias = b if self.fit_intercept else None
+        with _single_threaded_blas():
+            result = sgd_train(
+                _functions.features_of(X, W),
+                y_encoded,
+                sample_weight,
+                W,
+                bias,
+                l2=l2,
+                batch_size=int(self.batch_size),
+                max_epochs=int(self.max_iter),
+                tol=float(self.tol),
+                learning_rate=self.learning_rate,
+                eta0=float(self.eta0),
+                momentum=float(self.momentum),
+                shuffle=bool(self.shuffle),
+                early_stopping=bool(self.early_stopping),
+                validation_fraction=float(self.validation_fraction),
+                n_iter_no_change=int(self.n_iter_no_change),
+                random_state=seed,
+                epoch_callback=report,
+            )
+        if result.diverged:
+            warnings.warn(
+                f"SGD diverged in epoch {result.n_epochs} (non-finite parameters); the last finite "
+                "parameters are kept. Lower eta0 or scale the data.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        elif not result.converged:
+            warnings.warn(
+                f"SGD reached max_iter={self.max_iter} epochs without converging.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        self.classes_ = classes
+        self.coef_ = np.array(W, dtype=X.dtype)
+        self.intercept_ = np.array(b, dtype=X.dtype) if self.fit_intercept else np.zeros(len(classes), X.dtype)
+        self.n_iter_ = result.n_epochs
+        self.loss_curve_ = result.loss_curve
         return self
 
     # -- prediction ---------------------------------------------------------

@@ -604,12 +604,30 @@ def test_bad_parameters(rng, params, match):
         model.fit(X, y)
 
 
-def test_sgd_not_available_yet(rng):
-    # Placeholder until the compiled mini-batch solver lands: replace this test then.
-    X, y = _toy(rng, n=20)
-    model = SoftmaxRegression(solver="sgd", batch_size=8, learning_rate="constant", eta0=0.1, momentum=0.9)
-    with pytest.raises(NotImplementedError, match="solver='sgd' is not available yet"):
+def test_sgd_solver_approaches_the_lbfgs_fit(rng):
+    X, y = _toy(rng, n=600)
+    exact = SoftmaxRegression(C=1.0, tol=1e-10, max_iter=1000).fit(X, y)
+    model = SoftmaxRegression(
+        C=1.0, solver="sgd", batch_size=16, learning_rate="invscaling", eta0=0.2, momentum=0.5,
+        max_iter=200, tol=1e-6, random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         model.fit(X, y)
+    assert model.n_iter_ == len(model.loss_curve_) >= 1
+    assert np.mean(model.predict(X) == exact.predict(X)) > 0.95
+    np.testing.assert_allclose(model.coef_, exact.coef_, atol=0.1 * np.abs(exact.coef_).max())
+    # The same seed gives the same model; warm start continues from it.
+    again = SoftmaxRegression(**model.get_params()).fit(X, y)
+    np.testing.assert_array_equal(again.coef_, model.coef_)
+
+
+def test_sgd_divergence_warns_and_keeps_finite_coefficients(rng):
+    X, y = _toy(rng, n=200)
+    model = SoftmaxRegression(solver="sgd", learning_rate="constant", eta0=1e300, max_iter=5, random_state=0)
+    with pytest.warns(csoftmax.ConvergenceWarning, match="diverged"):
+        model.fit(X * 1e200, y)
+    assert np.isfinite(model.coef_).all() and np.isfinite(model.intercept_).all()
 
 
 # ---------------------------------------------------------------------------
