@@ -736,6 +736,23 @@ def _validate_params(est):
 # ---------------------------------------------------------------------------
 
 
+class _available_for_sgd:
+    """Method descriptor: the attribute exists only when ``solver == "sgd"``,
+    so that ``hasattr(estimator, "partial_fit")`` tells whether it can be used."""
+
+    def __init__(self, func):
+        self.func = func
+        self.__doc__ = func.__doc__
+        self.__name__ = func.__name__
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self.func
+        if obj.solver != "sgd":
+            raise AttributeError(f"partial_fit is only available with solver='sgd' (solver={obj.solver!r})")
+        return self.func.__get__(obj, owner)
+
+
 class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
     """Multinomial (softmax) logistic regression on the compiled csoftmax kernels.
 
@@ -922,10 +939,10 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
             return _local_check_X(X, self, reset)
         return _sk_validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
 
-    def _check_X_y(self, X, y):
+    def _check_X_y(self, X, y, reset=True):
         _reject_sparse(X)
         if not _HAVE_SKLEARN:
-            X = _local_check_X(X, self, reset=True)
+            X = _local_check_X(X, self, reset=reset)
             y = _local_check_y(y, X.shape[0])
             kind = y.dtype.kind
             if kind not in "biufOUS":
@@ -933,7 +950,9 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
             return X, y
         from sklearn.utils.multiclass import check_classification_targets
 
-        X, y = _sk_validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=False, multi_output=False)
+        X, y = _sk_validate_data(
+            self, X, y, dtype=[np.float64, np.float32], y_numeric=False, multi_output=False, reset=reset
+        )
         check_classification_targets(y)
         return X, y
 
@@ -1036,15 +1055,98 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
         self.loss_curve_ = losses
         return self
 
+    @_available_for_sgd
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """One epoch of ``solver="sgd"`` over (X, y), continuing from the current model.
+
+        Only present when ``solver="sgd"`` (as scikit-learn's ``available_if``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        classes : array-like, optional
+            Every class of the problem; required on the first call.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : SoftmaxRegression
+        """
+        _validate_params(self)
+        if self.solver != "sgd":
+            raise ValueError(f"partial_fit needs solver='sgd'; got solver={self.solver!r}")
+        first = not hasattr(self, "classes_")
+        if first:
+            if classes is None:
+                raise ValueError("classes must be given on the first call to partial_fit")
+            all_classes = np.unique(np.asarray(classes))
+            if all_classes.size < 2:
+                raise ValueError("partial_fit needs at least 2 classes in `classes`")
+        else:
+            all_classes = self.classes_
+            if classes is not None and not np.array_equal(np.unique(np.asarray(classes)), all_classes):
+                raise ValueError(
+                    f"classes={np.unique(np.asarray(classes)).tolist()} differs from the classes of "
+                    f"the first call {all_classes.tolist()}"
+                )
+        X, y = self._check_X_y(X, y, reset=first)
+        unseen = ~np.isin(y, all_classes)
+        if unseen.any():
+            raise ValueError(f"y holds labels not in classes: {np.unique(y[unseen]).tolist()}")
+        y_encoded = np.ascontiguousarray(np.searchsorted(all_classes, y), dtype=np.int64)
+        sample_weight = self._check_sample_weight(sample_weight, X)
+        class_weights = _class_weights(self.class_weight, all_classes, y_encoded, sample_weight)
+        if class_weights is not None:
+            per_sample = class_weights[y_encoded]
+            sample_weight = per_sample if sample_weight is None else sample_weight * per_sample
+            sample_weight = as_sample_weight(sample_weight, X.shape[0], "sample_weight * class_weight")
+        total = float(X.shape[0]) if sample_weight is None else float(sample_weight.sum())
+        if not total > 0:
+            raise ValueError("The sample weights (times the class weights) sum to zero")
+        l2 = 0.0 if np.isinf(self.C) else 1.0 / (float(self.C) * total)
+        n_classes = len(all_classes)
+        if first:
+            W = np.zeros((n_classes, X.shape[1]))
+            b = np.zeros(n_classes)
+            self._sgd_state = {}
+            self.loss_curve_ = []
+            self.n_iter_ = 0
+        else:
+            W = np.array(self.coef_, dtype=np.float64)
+            b = np.array(self.intercept_, dtype=np.float64)
+        from ._sgd import sgd_train
+
+        result = sgd_train(
+            _functions.features_of(X, W), y_encoded, sample_weight, W, b if self.fit_intercept else None,
+            l2=l2, batch_size=int(self.batch_size), max_epochs=1, tol=float(self.tol),
+            learning_rate=self.learning_rate if self.learning_rate != "adaptive" else "constant",
+            eta0=float(self.eta0), momentum=float(self.momentum), shuffle=bool(self.shuffle),
+            random_state=self._sgd_seed(), state=self._sgd_state,
+        )
+        if result.diverged:
+            warnings.warn("SGD diverged (non-finite parameters); the last finite parameters are kept.",
+                          ConvergenceWarning, stacklevel=2)
+        self.classes_ = all_classes
+        self.coef_ = np.array(W, dtype=X.dtype)
+        self.intercept_ = np.array(b, dtype=X.dtype) if self.fit_intercept else np.zeros(n_classes, X.dtype)
+        self.n_iter_ += result.n_epochs
+        self.loss_curve_ = list(self.loss_curve_) + result.loss_curve
+        return self
+
+    def _sgd_seed(self):
+        seed = self.random_state
+        if isinstance(seed, np.random.RandomState):
+            return int(seed.randint(np.iinfo(np.int32).max))
+        if seed is not None and not isinstance(seed, (numbers.Integral, np.random.Generator)):
+            raise ValueError(f"random_state must be None, an integer or a numpy random generator; got {seed!r}")
+        return seed
+
     def _fit_sgd(self, X, y_encoded, sample_weight, classes, W, b, l2):
         """Mini-batch SGD; each epoch runs in compiled code (see ``csoftmax._sgd``)."""
         from ._sgd import sgd_train
 
-        seed = self.random_state
-        if isinstance(seed, np.random.RandomState):
-            seed = int(seed.randint(np.iinfo(np.int32).max))
-        elif seed is not None and not isinstance(seed, (numbers.Integral, np.random.Generator)):
-            raise ValueError(f"random_state must be None, an integer or a numpy random generator; got {seed!r}")
+        seed = self._sgd_seed()
         verbose = self.verbose
 
         def report(epoch, loss):

@@ -67,19 +67,23 @@ def sgd_train(
     n_iter_no_change=5,
     random_state=None,
     epoch_callback=None,
+    state=None,
 ):
     """Train (W, b) in place by mini-batch SGD; returns an :class:`SGDResult`.
 
     ``features`` is the object from ``csoftmax._functions.features_of`` (any
     input kind); ``labels`` int64 class indices; ``W`` (K, D) and ``b`` (K,)
     float64 arrays (``b`` may be None).  ``epoch_callback(epoch, loss)`` is
-    called after each epoch.
+    called after each epoch.  ``state`` (a dict) carries the momentum
+    buffers, the step count and the random generator from one call to the
+    next (``partial_fit``); it is created when empty and updated in place.
     """
     if learning_rate not in SCHEDULES:
         raise ValueError(f"learning_rate must be one of {sorted(SCHEDULES)}; got {learning_rate!r}")
     if learning_rate == "optimal" and not l2 > 0:
         raise ValueError("learning_rate='optimal' needs a positive L2 penalty (finite C)")
-    rng = np.random.default_rng(random_state)
+    state = {} if state is None else state
+    rng = state.setdefault("rng", np.random.default_rng(random_state))
     n = features.n_samples
     weights = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=np.float64)
     rows = np.arange(n, dtype=np.int64)
@@ -92,8 +96,8 @@ def sgd_train(
         validation, rows = np.sort(perm[:n_val]), np.sort(perm[n_val:])
     total_weight = float(rows.size if weights is None else weights[rows].sum())
     weight_scale = rows.size / total_weight if total_weight > 0 else 1.0
-    W_velocity = np.zeros_like(W)
-    b_velocity = None if b is None else np.zeros_like(b)
+    W_velocity = state.setdefault("W_velocity", np.zeros_like(W))
+    b_velocity = state.setdefault("b_velocity", None if b is None else np.zeros_like(b))
     schedule = SCHEDULES[learning_rate]
     eta = float(eta0)
     # Bottou's heuristic start of the "optimal" schedule (as scikit-learn's SGD).
@@ -101,7 +105,7 @@ def sgd_train(
     if schedule == 2:
         typw = np.sqrt(1.0 / np.sqrt(l2))
         t0 = 1.0 / (typw * l2)
-    step = 0.0
+    step = state.get("step", 0.0)
     loss_curve, scores = [], []
     best, best_W, best_b, stale = np.inf, None, None, 0
     converged = diverged = False
@@ -153,6 +157,7 @@ def sgd_train(
                     continue
             converged = True
             break
+    state["step"] = step
     if early_stopping and best_W is not None:
         W[...] = best_W
         if b is not None:

@@ -765,3 +765,27 @@ def test_docstring_examples():
 
     result = doctest.testmod(_estimator, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_partial_fit_over_chunks_approaches_the_full_fit(rng):
+    X, y = _toy(rng, n=2000)
+    exact = SoftmaxRegression(C=1.0, tol=1e-10, max_iter=1000).fit(X, y)
+    model = SoftmaxRegression(C=1.0, solver="sgd", learning_rate="invscaling", eta0=0.2, batch_size=16, random_state=0)
+    classes = np.unique(y)
+    for epoch in range(8):
+        for chunk in np.array_split(np.arange(2000), 4):
+            model.partial_fit(X[chunk], y[chunk], classes=classes if epoch == 0 else None)
+    assert model.n_iter_ == 32 and len(model.loss_curve_) == 32
+    assert np.mean(model.predict(X) == exact.predict(X)) > 0.95
+
+
+def test_partial_fit_errors(rng):
+    X, y = _toy(rng, n=50)
+    with pytest.raises(ValueError, match="classes must be given"):
+        SoftmaxRegression(solver="sgd").partial_fit(X, y)
+    assert not hasattr(SoftmaxRegression(), "partial_fit")
+    with pytest.raises(AttributeError, match="solver='sgd'"):
+        SoftmaxRegression().partial_fit(X, y, classes=np.unique(y))
+    model = SoftmaxRegression(solver="sgd").partial_fit(X, y, classes=np.unique(y))
+    with pytest.raises(ValueError, match="labels not in classes"):
+        model.partial_fit(X, np.full(50, 7))
