@@ -91,6 +91,7 @@ def test_report_renders_from_fake_results():
             "array_bytes": 2**28,
             "gemm_n": 1500,
             "bandwidth": {k: {"best_GBps": 30.0, "median_GBps": 29.0} for k in ("np.sum", "a.dot(a)")},
+            "threadpool_info": [],
             "gemm": {k: {"best_GFLOPs": 50.0, "median_GFLOPs": 49.0} for k in ("float64", "float32")},
         }
     }
@@ -99,7 +100,9 @@ def test_report_renders_from_fake_results():
         ("batch64", 1, "csoftmax"): dict(stats, number=100, neighbour_cpus=0.1, check={"errors": {"loss": 0.0}}),
         ("batch64", 1, "numpy"): {"error": "result differs from csoftmax: loss relative error 1e-3 > 1e-06"},
     }
-    results = {"floors": floors, "loss": loss, "memory": {}, "functions": {}}
+    fn = {"softmax": dict(stats, number=1, bytes=10**6, flops=0, reference="scipy")}
+    functions = {1: {"csoftmax": {"functions": fn}, "reference": {"functions": {"softmax": dict(fn["softmax"], agree=True)}}}}
+    results = {"floors": {1: run.best_floors([floors[1], floors[1]])}, "loss": loss, "memory": {}, "functions": functions}
     machine = {
         "cpu": "cpu",
         "logical_cpus": 2,
@@ -112,3 +115,4 @@ def test_report_renders_from_fake_results():
     }
     text = run.report(args, machine, results, 1.0)
     assert "| batch64" in text and "failed*" in text and "result differs" in text
+    assert "| softmax | 1 |" in text
