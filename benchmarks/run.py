@@ -207,14 +207,6 @@ def machine_description():
     }
 
 
-def git_commit(path):
-    try:
-        out = subprocess.run(["git", "-C", path, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-        return out.stdout.strip() or None
-    except OSError:
-        return None
-
-
 # ----------------------------------------------------------------------------
 # Measurement
 
@@ -356,8 +348,8 @@ def report(args, machine, results, elapsed):
     add(f"- CPU: {machine['cpu']}; {machine['logical_cpus']} logical CPUs ({machine['usable_cpus']} usable); memory {machine['memory']}")
     add(f"- Linux {machine['kernel']}, Python {machine['python']}")
     add("- " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()))
-    if args.csoftmax_src:
-        add(f"- csoftmax built with `pip install .` (default flags) from commit `{git_commit(args.csoftmax_src) or 'unknown'}`")
+    if args.csoftmax_commit:
+        add(f"- csoftmax built with `pip install .` (default flags) from commit `{args.csoftmax_commit}`")
     blas = next((f for f in floors.values() if "threadpool_info" in f), {}).get("threadpool_info", [])
     for d in blas:
         add(
@@ -447,6 +439,19 @@ def report(args, machine, results, elapsed):
         "median / csoftmax's median (above 1: csoftmax is faster than every peer). Batch cases time one call from "
         "Python, argument validation included.\n"
     )
+    loads = {}
+    for (name, t, p), rec in loss.items():
+        if rec.get("neighbour_cpus") is not None:
+            loads.setdefault(t, []).append(rec["neighbour_cpus"])
+    busy = {t: sum(v) / len(v) for t, v in loads.items() if v and sum(v) / len(v) > 0.3}
+    if busy:
+        add(
+            "**Caveat: the machine was shared.** Other processes used on average "
+            + ", ".join(f"{v:.1f} CPUs during the {t}-thread measurements" for t, v in sorted(busy.items()))
+            + " (of 2 CPUs; see \"neighbour load\" below). A 2-thread run then shares a core with a neighbour, and "
+            "thread pools that spin while waiting (OpenBLAS, libgomp) can lose whole scheduler time slices per call: "
+            "2-thread medians with a large IQR measure the machine's load as much as the library.\n"
+        )
     if errors:
         add("\\* Peers not timed:\n")
         for e in errors:
@@ -593,7 +598,7 @@ def parse_args(argv):
     p.add_argument("--omp-wait-policy", default=None, help="set OMP_WAIT_POLICY (e.g. PASSIVE) for every peer; default unset")
     p.add_argument("--no-memory", dest="memory", action="store_false", help="skip the memory measurements")
     p.add_argument("--no-functions", dest="functions", action="store_false", help="skip the other public functions")
-    p.add_argument("--csoftmax-src", default=None, help="checkout csoftmax was installed from (its commit is recorded)")
+    p.add_argument("--csoftmax-commit", default=None, help="commit csoftmax was built from, recorded in the report")
     p.add_argument("--output", default=None, help="Markdown file to write (default benchmarks/RESULTS.md; quick: none)")
     args = p.parse_args(argv)
     args.command = "python " + shlex.join(["benchmarks/run.py"] + list(argv))
