@@ -439,18 +439,19 @@ def report(args, machine, results, elapsed):
         "median / csoftmax's median (above 1: csoftmax is faster than every peer). Batch cases time one call from "
         "Python, argument validation included.\n"
     )
-    loads = {}
-    for (name, t, p), rec in loss.items():
-        if rec.get("neighbour_cpus") is not None:
-            loads.setdefault(t, []).append(rec["neighbour_cpus"])
-    busy = {t: sum(v) / len(v) for t, v in loads.items() if v and sum(v) / len(v) > 0.3}
+    busy = sorted(
+        (name, t, LABELS[p], rec["neighbour_cpus"])
+        for (name, t, p), rec in loss.items()
+        if rec.get("neighbour_cpus") is not None and rec["neighbour_cpus"] > 0.3
+    )
     if busy:
         add(
-            "**Caveat: the machine was shared.** Other processes used on average "
-            + ", ".join(f"{v:.1f} CPUs during the {t}-thread measurements" for t, v in sorted(busy.items()))
-            + " (of 2 CPUs; see \"neighbour load\" below). A 2-thread run then shares a core with a neighbour, and "
-            "thread pools that spin while waiting (OpenBLAS, libgomp) can lose whole scheduler time slices per call: "
-            "2-thread medians with a large IQR measure the machine's load as much as the library.\n"
+            f"**Caveat: the machine was shared.** {len(busy)} of {len(loss)} measurements ran while other processes "
+            "used more than 0.3 of the 2 CPUs (\"neighbour load\" in the details): "
+            + "; ".join(f"{n} {t} thr {p} ({v:.1f})" for n, t, p, v in busy)
+            + ". A 2-thread run then shares a core with a neighbour, and thread pools that spin while waiting "
+            "(OpenBLAS, libgomp) can lose whole scheduler time slices per call; a 1-thread run loses less. "
+            "Read those rows with their min and IQR.\n"
         )
     if errors:
         add("\\* Peers not timed:\n")
@@ -547,7 +548,7 @@ def report(args, machine, results, elapsed):
         for t, recs in results["functions"].items():
             bad = [rec["error"] for rec in recs.values() if rec.get("error")]
             if bad:
-                rows.append(["all", t, "; ".join(bad)] + [""] * 6)
+                rows.append(["all", t, "; ".join(bad)] + [""] * 7)
                 continue
             f = floors.get(t, {})
             for fname, e in recs["csoftmax"]["functions"].items():
@@ -566,11 +567,15 @@ def report(args, machine, results, elapsed):
                         fmt_time(mem_floor),
                         f"{c / mem_floor:.1f}" if mem_floor else "-",
                         fmt_time(gemm_floor) if gemm_floor else "-",
+                        " / ".join(
+                            f"{recs[i]['neighbour_cpus']:.2f}" if recs[i].get("neighbour_cpus") is not None else "-"
+                            for i in ("csoftmax", "reference")
+                        ),
                     ]
                 )
         add(
             md_table(
-                ["function", "threads", "csoftmax", "reference (ratio)", "reference", "bytes read + written", "memory floor", "csoftmax / memory floor", "GEMM floor"],
+                ["function", "threads", "csoftmax", "reference (ratio)", "reference", "bytes read + written", "memory floor", "csoftmax / memory floor", "GEMM floor", "neighbour load (csoftmax / ref.)"],
                 rows,
             )
             + "\n"
