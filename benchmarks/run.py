@@ -1,6 +1,6 @@
 """Benchmark csoftmax.loss_and_gradient against its peers, and write RESULTS.md.
 
-    python benchmarks/run.py            # full run (~20 minutes), writes benchmarks/RESULTS.md
+    python benchmarks/run.py            # full run (10-20 minutes), writes benchmarks/RESULTS.md
     python benchmarks/run.py --quick    # under a minute, prints only (csoftmax and NumPy)
 
 What one full run does, every measurement in its own fresh subprocess:
