@@ -73,28 +73,42 @@ cdef extern from "_kernels.h" nogil:
     double csm_row_max(const double* z, Py_ssize_t ldz)
     double csm_row_sum(const double* z, Py_ssize_t ldz)
     void csm_row_affine(double* z, Py_ssize_t ldz, double a, double c)
-    void csm_row_residual_label(double* z, Py_ssize_t ldz, double a, Py_ssize_t label, double w)
-    void csm_add_rows(const double* Z, Py_ssize_t ldz, Py_ssize_t n_rows, double* acc)
     void csm_logits_d(const double* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
                       const double* W, Py_ssize_t ldw, Py_ssize_t K, const double* bias,
-                      double* Z, Py_ssize_t ldz)
+                      double* Z, Py_ssize_t zr, Py_ssize_t zk)
     void csm_logits_f(const float* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
                       const double* W, Py_ssize_t ldw, Py_ssize_t K, const double* bias,
-                      double* Z, Py_ssize_t ldz)
-    void csm_rank_update_d(const double* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
-                           const double* R, Py_ssize_t ldr, Py_ssize_t K, double* G, Py_ssize_t ldg)
-    void csm_rank_update_f(const float* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
-                           const double* R, Py_ssize_t ldr, Py_ssize_t K, double* G, Py_ssize_t ldg)
+                      double* Z, Py_ssize_t zr, Py_ssize_t zk)
     void csm_logits_u8(const uint8_t* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
                        const double* W, Py_ssize_t ldw, Py_ssize_t K, const double* bias,
-                       double* Z, Py_ssize_t ldz)
+                       double* Z, Py_ssize_t zr, Py_ssize_t zk)
     void csm_logits_s(const float* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
                       const float* Ws, const double* W, Py_ssize_t ldw, Py_ssize_t K, const double* bias,
-                      double* Z, Py_ssize_t ldz)
+                      double* Z, Py_ssize_t zr, Py_ssize_t zk)
+    void csm_rank_update_d(const double* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
+                           const double* R, Py_ssize_t rr, Py_ssize_t rk, Py_ssize_t K,
+                           double* G, Py_ssize_t ldg)
     void csm_rank_update_s(const float* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
-                           const double* R, Py_ssize_t ldr, Py_ssize_t K, double* G, Py_ssize_t ldg)
+                           const double* R, Py_ssize_t rr, Py_ssize_t rk, Py_ssize_t K,
+                           double* G, Py_ssize_t ldg)
     void csm_rank_update_u8(const uint8_t* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
-                            const double* R, Py_ssize_t ldr, Py_ssize_t K, double* G, Py_ssize_t ldg)
+                            const double* R, Py_ssize_t rr, Py_ssize_t rk, Py_ssize_t K,
+                            double* G, Py_ssize_t ldg)
+    void csm_cm_label_loss(double* Z, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K,
+                           const double* label, const double* weight, int residual,
+                           double* loss, double* col)
+    void csm_cm_soft_loss(double* Z, const double* Y, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K,
+                          const double* weight, int residual, double* loss, double* col)
+    void csm_cm_hessian(double* Z, const double* U, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K,
+                        const double* weight, double* col)
+    void csm_cm_softmax(double* Z, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K, double* row_sum)
+    void csm_cm_argmax(const double* Z, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K,
+                       double* best, double* check)
+    double csm_lane_sum(const double* lanes)
+    void csm_rows_to_classes(const double* T, Py_ssize_t ldt, Py_ssize_t n_rows, Py_ssize_t K,
+                             double* Z, Py_ssize_t ldc)
+    void csm_classes_to_rows(const double* Z, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K,
+                             double* T, Py_ssize_t ldt)
     Py_ssize_t csm_csr_logits(const double* values, const int64_t* indices, const int64_t* indptr,
                               Py_ssize_t first_row, Py_ssize_t n_rows, Py_ssize_t D,
                               const double* WT, Py_ssize_t ldz, const double* bias, double* Z)
@@ -158,39 +172,42 @@ cdef struct Scratch:
     Py_ssize_t ld     # their leading dimension
     Py_ssize_t first_row  # the current chunk's first row (sparse kind)
     Py_ssize_t n_bad_index  # sparse entries with a column index outside [0, D)
-    double* Z         # CSM_CHUNK x ldz logits, then probabilities, then residuals
-    double* U         # CSM_CHUNK x ldz logits of the direction (Hessian product)
+    double* Z         # K x CSM_CHUNK class-major logits, then probabilities, then residuals
+    double* U         # K x CSM_CHUNK class-major logits of the direction, or soft targets
+    double* T         # CSM_CHUNK x ldz row-major logits / residuals (bits and sparse kinds)
     double* row_sum   # CSM_CHUNK (+ CSM_VL padding) per-row values:
-    double* row_log   #   sum of exp, its log,
-    double* row_a     #   shifted logit of the label (or sum_k y_k (z_k - max)),
-    double* row_b     #   sum_k y_k
-    double* col_sum   # ldz: running column sums of the residuals (intercept gradient)
-    double* GT        # D x ldz gradient accumulator, transposed (bits kind)
+    double* row_log   #   sum of exp (or argmax), its log (or finiteness check),
+    double* row_a     #   label as a double (-1: skip the row),
+    double* row_b     #   row weight (0 on padding rows)
+    double* col_sum   # K x CSM_VL lane sums of the residuals (intercept gradient)
+    double* loss_lanes  # CSM_VL lane sums of the loss
+    double* GT        # D x ldz gradient accumulator, transposed (bits and sparse kinds)
 
 
 cdef Scratch* scratch_new(const Source* src, Py_ssize_t ldz) noexcept nogil:
     """Allocate one thread's scratch; NULL when memory is short."""
     cdef Py_ssize_t rows = CSM_CHUNK + CSM_VL
     cdef Py_ssize_t itemsize = 4 if src.kind == KIND_F32 else (1 if src.kind == KIND_U8 else 8)
+    cdef bint transposed = src.kind == KIND_BITS or src.kind == KIND_CSR
     cdef Scratch* s = <Scratch*> malloc(sizeof(Scratch))
     if s == NULL:
         return NULL
-    s.pack = (malloc(CSM_CHUNK * src.D * itemsize + 64)
-              if (src.kind != KIND_BITS and src.kind != KIND_CSR) else malloc(64))
+    s.pack = malloc(CSM_CHUNK * src.D * itemsize + 64) if not transposed else malloc(64)
     s.Z = <double*> malloc(rows * ldz * sizeof(double))
     s.U = <double*> malloc(rows * ldz * sizeof(double))
-    s.row_sum = <double*> malloc((4 * rows + ldz) * sizeof(double))
-    s.GT = (<double*> malloc((src.D * ldz + 1) * sizeof(double))
-            if (src.kind == KIND_BITS or src.kind == KIND_CSR) else NULL)
+    s.T = <double*> calloc(rows * ldz, sizeof(double)) if transposed else NULL
+    s.row_sum = <double*> malloc((4 * rows + (ldz + 1) * CSM_VL) * sizeof(double))
+    s.GT = <double*> malloc((src.D * ldz + 1) * sizeof(double)) if transposed else NULL
     s.n_bad_index = 0
     if (s.pack == NULL or s.Z == NULL or s.U == NULL or s.row_sum == NULL
-            or ((src.kind == KIND_BITS or src.kind == KIND_CSR) and s.GT == NULL)):
+            or (transposed and (s.GT == NULL or s.T == NULL))):
         scratch_free(s)
         return NULL
     s.row_log = s.row_sum + rows
     s.row_a = s.row_sum + 2 * rows
     s.row_b = s.row_sum + 3 * rows
     s.col_sum = s.row_sum + 4 * rows
+    s.loss_lanes = s.col_sum + ldz * CSM_VL
     return s
 
 
@@ -199,6 +216,7 @@ cdef void scratch_free(Scratch* s) noexcept nogil:
         free(s.pack)
         free(s.Z)
         free(s.U)
+        free(s.T)
         free(s.row_sum)
         free(s.GT)
         free(s)
@@ -249,46 +267,50 @@ cdef void source_chunk(const Source* src, Py_ssize_t first_row, Py_ssize_t n_row
 
 cdef void source_logits(const Source* src, Scratch* s, Py_ssize_t n_rows,
                         const Model* m, double* Z) noexcept nogil:
-    """Z[r, :K] = W x_r + b, Z[r, K:ldz] = -inf for the current chunk."""
+    """Class-major logits of the current chunk: Z[k * CSM_CHUNK + r] = w_k . x_r + b_k,
+    with the rows padded to a whole vector by zeros."""
+    cdef Py_ssize_t k, r, n_padded = (n_rows + CSM_VL - 1) // CSM_VL * CSM_VL
     if src.kind == KIND_F64:
-        csm_logits_d(<const double*> s.Xc, s.ld, n_rows, src.D, m.W, src.D, m.K, m.bias, Z, m.ldz)
+        csm_logits_d(<const double*> s.Xc, s.ld, n_rows, src.D, m.W, src.D, m.K, m.bias, Z, 1, CSM_CHUNK)
     elif src.kind == KIND_F32:
-        csm_logits_s(<const float*> s.Xc, s.ld, n_rows, src.D, m.Ws, m.W, src.D, m.K, m.bias, Z, m.ldz)
+        csm_logits_s(<const float*> s.Xc, s.ld, n_rows, src.D, m.Ws, m.W, src.D, m.K, m.bias, Z, 1, CSM_CHUNK)
     elif src.kind == KIND_U8:
-        csm_logits_u8(<const uint8_t*> s.Xc, s.ld, n_rows, src.D, m.W, src.D, m.K, m.bias, Z, m.ldz)
-    elif src.kind == KIND_CSR:
-        s.n_bad_index += csm_csr_logits(<const double*> src.data, src.indices, src.indptr, s.first_row,
-                                        n_rows, src.D, m.WT, m.ldz, m.WT + src.D * m.ldz, Z)
+        csm_logits_u8(<const uint8_t*> s.Xc, s.ld, n_rows, src.D, m.W, src.D, m.K, m.bias, Z, 1, CSM_CHUNK)
     else:
-        csm_bits_logits(<const uint64_t*> s.Xc, s.ld, n_rows, src.D, m.WT, m.ldz, m.WT + src.D * m.ldz, Z)
+        # These kernels add weight rows per stored entry or set bit: row-major in T.
+        if src.kind == KIND_CSR:
+            s.n_bad_index += csm_csr_logits(<const double*> src.data, src.indices, src.indptr, s.first_row,
+                                            n_rows, src.D, m.WT, m.ldz, m.WT + src.D * m.ldz, s.T)
+        else:
+            csm_bits_logits(<const uint64_t*> s.Xc, s.ld, n_rows, src.D, m.WT, m.ldz, m.WT + src.D * m.ldz, s.T)
+        csm_rows_to_classes(s.T, m.ldz, n_rows, m.K, Z, CSM_CHUNK)
+    for k in range(m.K):
+        for r in range(n_rows, n_padded):
+            Z[k * CSM_CHUNK + r] = 0.0
 
 
 cdef void source_rank_update(const Source* src, Scratch* s, Py_ssize_t n_rows, Py_ssize_t K,
                              const double* R, Py_ssize_t ldz, double* G) noexcept nogil:
-    """G (K x D) += R[:, :K].T @ X_chunk; the bits kind accumulates into s.GT instead."""
+    """G (K x D) += R.T @ X_chunk for class-major residuals R; the bits and
+    sparse kinds accumulate into s.GT instead."""
     if src.kind == KIND_F64:
-        csm_rank_update_d(<const double*> s.Xc, s.ld, n_rows, src.D, R, ldz, K, G, src.D)
+        csm_rank_update_d(<const double*> s.Xc, s.ld, n_rows, src.D, R, 1, CSM_CHUNK, K, G, src.D)
     elif src.kind == KIND_F32:
-        csm_rank_update_s(<const float*> s.Xc, s.ld, n_rows, src.D, R, ldz, K, G, src.D)
+        csm_rank_update_s(<const float*> s.Xc, s.ld, n_rows, src.D, R, 1, CSM_CHUNK, K, G, src.D)
     elif src.kind == KIND_U8:
-        csm_rank_update_u8(<const uint8_t*> s.Xc, s.ld, n_rows, src.D, R, ldz, K, G, src.D)
-    elif src.kind == KIND_CSR:
-        csm_csr_accumulate(<const double*> src.data, src.indices, src.indptr, s.first_row, n_rows,
-                           src.D, R, ldz, s.GT)
+        csm_rank_update_u8(<const uint8_t*> s.Xc, s.ld, n_rows, src.D, R, 1, CSM_CHUNK, K, G, src.D)
     else:
-        csm_bits_accumulate(<const uint64_t*> s.Xc, s.ld, n_rows, src.D, R, ldz, s.GT)
-
-
-cdef inline void chunk_shift_rows(double* Z, Py_ssize_t ldz, Py_ssize_t n_rows) noexcept nogil:
-    """Z[r] -= max Z[r]: every logit becomes <= 0 (NaN and +inf rows become NaN)."""
-    cdef Py_ssize_t r
-    for r in range(n_rows):
-        csm_row_affine(Z + r * ldz, ldz, 1.0, -csm_row_max(Z + r * ldz, ldz))
+        csm_classes_to_rows(R, CSM_CHUNK, n_rows, K, s.T, ldz)
+        if src.kind == KIND_CSR:
+            csm_csr_accumulate(<const double*> src.data, src.indices, src.indptr, s.first_row, n_rows,
+                               src.D, s.T, ldz, s.GT)
+        else:
+            csm_bits_accumulate(<const uint64_t*> s.Xc, s.ld, n_rows, src.D, s.T, ldz, s.GT)
 
 
 cdef inline void chunk_exp_sums(double* Z, Py_ssize_t ldz, Py_ssize_t n_rows,
                                 double* row_sum) noexcept nogil:
-    """Z = exp(Z) (Z already shifted); row_sum[r] = sum_k Z[r, k]."""
+    """Z = exp(Z) (row-major, rows already shifted); row_sum[r] = sum_k Z[r, k]."""
     cdef Py_ssize_t r
     csm_exp_inplace(Z, n_rows * ldz)
     for r in range(n_rows):
@@ -313,110 +335,75 @@ cdef int partition_work(
     MODE_HESSIAN: ``G`` = sum_n h_n x_n^T, ``gb`` = sum_n h_n with
     h_n = w_n (diag(p_n) - p_n p_n^T) (V x_n + Vb); the caller folds the
     targets' row sums into the row weights.
+
+    Each chunk is processed class-major (see the class-major kernels in
+    _kernels.h); loss and intercept sums are kept per lane across the chunks
+    and reduced in a fixed order at the end.
     """
     cdef int status = STATUS_OK
-    cdef double loss = 0.0
     cdef Py_ssize_t K = model.K, D = src.D, ldz = model.ldz
     cdef double* G = partial + 1
     cdef double* gb = partial + 1 + K * D
     cdef double* Z = scratch.Z
     cdef double* U = scratch.U
-    cdef double* row_sum = scratch.row_sum
-    cdef double* row_log = scratch.row_log
-    cdef double* row_a = scratch.row_a
-    cdef double* row_b = scratch.row_b
-    cdef Py_ssize_t r0 = row_begin, n_rows, r, k, n, i, n_padded
+    cdef double* label_of = scratch.row_a
+    cdef double* weight_of = scratch.row_b
+    cdef Py_ssize_t r0 = row_begin, n_rows, n_padded, r, k, n, i
     cdef int64_t label
-    cdef double w, y_sum, yz_sum, y_k, pu, scale_soft
-    cdef double* z
-    cdef double* u
+    cdef bint residual = mode == MODE_LOSS_GRADIENT
 
+    memset(scratch.loss_lanes, 0, CSM_VL * sizeof(double))
+    memset(scratch.col_sum, 0, K * CSM_VL * sizeof(double))
     if mode != MODE_LOSS:
         memset(G, 0, K * D * sizeof(double))
-        memset(scratch.col_sum, 0, ldz * sizeof(double))
         if scratch.GT != NULL:
             memset(scratch.GT, 0, D * ldz * sizeof(double))
     while r0 < row_end:
         n_rows = min(<Py_ssize_t> CSM_CHUNK, row_end - r0)
+        n_padded = (n_rows + CSM_VL - 1) // CSM_VL * CSM_VL
         source_chunk(src, r0, n_rows, scratch)
         source_logits(src, scratch, n_rows, model, Z)
-        chunk_shift_rows(Z, ldz, n_rows)
+        for r in range(n_rows):
+            weight_of[r] = weights[r0 + r] if weights != NULL else 1.0
+        for r in range(n_rows, n_padded):
+            weight_of[r] = 0.0
+            label_of[r] = -1.0
         if mode == MODE_HESSIAN:
             source_logits(src, scratch, n_rows, direction, U)
-            chunk_exp_sums(Z, ldz, n_rows, row_sum)
+            csm_cm_hessian(Z, U, CSM_CHUNK, n_padded, K, weight_of, scratch.col_sum)
+        elif labels != NULL:
             for r in range(n_rows):
-                z = Z + r * ldz
-                u = U + r * ldz
-                w = weights[r0 + r] if weights != NULL else 1.0
-                csm_row_affine(z, ldz, 1.0 / row_sum[r], 0.0)   # probabilities
-                pu = 0.0
-                for k in range(K):
-                    pu += z[k] * u[k]
-                for k in range(K):
-                    z[k] = w * z[k] * (u[k] - pu)
+                label = labels[r0 + r]
+                if label < 0 or label >= K:
+                    # Flag it; the row is skipped (never read out of bounds).
+                    status |= STATUS_BAD_LABEL
+                    label_of[r] = -1.0
+                else:
+                    label_of[r] = <double> label
+            csm_cm_label_loss(Z, CSM_CHUNK, n_padded, K, label_of, weight_of, residual,
+                              scratch.loss_lanes, scratch.col_sum)
         else:
-            # What the loss needs from the shifted logits, before exp overwrites them.
-            for r in range(n_rows):
-                n = r0 + r
-                z = Z + r * ldz
-                if labels != NULL:
-                    label = labels[n]
-                    if label < 0 or label >= K:
-                        # Flag it; the row is skipped (never read out of bounds).
-                        status |= STATUS_BAD_LABEL
-                        row_a[r] = 0.0
-                    else:
-                        row_a[r] = z[label]
-                else:
-                    y_sum = 0.0
-                    yz_sum = 0.0
-                    for k in range(K):
-                        y_k = Y[n * sy0 + k * sy1]
-                        y_sum += y_k
-                        yz_sum += y_k * z[k]
-                    row_a[r] = yz_sum
-                    row_b[r] = y_sum
-            chunk_exp_sums(Z, ldz, n_rows, row_sum)
-            n_padded = (n_rows + CSM_VL - 1) // CSM_VL * CSM_VL
-            for r in range(n_rows):
-                row_log[r] = row_sum[r]
-            for r in range(n_rows, n_padded):
-                row_log[r] = 1.0
-            csm_log_inplace(row_log, n_padded)
-            for r in range(n_rows):
-                n = r0 + r
-                z = Z + r * ldz
-                w = weights[n] if weights != NULL else 1.0
-                if labels != NULL:
-                    label = labels[n]
-                    if label < 0 or label >= K:
-                        memset(z, 0, ldz * sizeof(double))
-                        continue
-                    # lse - z_y = log(sum exp(z - max)) - (z_y - max): both terms >= 0.
-                    loss += w * (row_log[r] - row_a[r])
-                    if mode == MODE_LOSS_GRADIENT:
-                        csm_row_residual_label(z, ldz, w / row_sum[r], label, w)
-                else:
-                    loss += w * (row_b[r] * row_log[r] - row_a[r])
-                    if mode == MODE_LOSS_GRADIENT:
-                        # w (s p_k - y_k), with w factored out so that exact
-                        # cancellations (K = 1, one-hot rows) stay exact.
-                        scale_soft = row_b[r] / row_sum[r]
-                        for k in range(K):
-                            z[k] = w * (z[k] * scale_soft - Y[n * sy0 + k * sy1])
+            for k in range(K):
+                for r in range(n_rows):
+                    n = r0 + r
+                    U[k * CSM_CHUNK + r] = Y[n * sy0 + k * sy1]
+                for r in range(n_rows, n_padded):
+                    U[k * CSM_CHUNK + r] = 0.0
+            csm_cm_soft_loss(Z, U, CSM_CHUNK, n_padded, K, weight_of, residual,
+                             scratch.loss_lanes, scratch.col_sum)
         if mode != MODE_LOSS:
             source_rank_update(src, scratch, n_rows, K, Z, ldz, G)
-            csm_add_rows(Z, ldz, n_rows, scratch.col_sum)
         r0 += n_rows
     if scratch.n_bad_index:
         status |= STATUS_BAD_INDEX
     if mode != MODE_LOSS:
-        memcpy(gb, scratch.col_sum, K * sizeof(double))
+        for k in range(K):
+            gb[k] = csm_lane_sum(scratch.col_sum + k * CSM_VL)
         if scratch.GT != NULL:
             for i in range(D):
                 for k in range(K):
                     G[k * D + i] = scratch.GT[i * ldz + k]
-    partial[0] = loss
+    partial[0] = csm_lane_sum(scratch.loss_lanes)
     return status
 
 
@@ -950,37 +937,29 @@ cdef Py_ssize_t predict_chunk(
         const Model* model, Scratch* scratch,
         floating* P, int64_t* L) noexcept nogil:  # OUT (N, K) / (N,) or NULL
     """Probabilities (P) or argmax (L) of one chunk of rows; returns the count of non-finite rows."""
-    cdef Py_ssize_t r, k, best, n_bad = 0
-    cdef Py_ssize_t K = model.K, ldz = model.ldz
+    cdef Py_ssize_t r, k, n_bad = 0
+    cdef Py_ssize_t K = model.K
+    cdef Py_ssize_t n_padded = (n_rows + CSM_VL - 1) // CSM_VL * CSM_VL
     cdef double* Z = scratch.Z
-    cdef double* z
+    cdef double* row_sum = scratch.row_sum
+    cdef double* check = scratch.row_log
     cdef floating* p
-    cdef double check, inv
     source_chunk(src, first_row, n_rows, scratch)
     source_logits(src, scratch, n_rows, model, Z)
     if L != NULL:
+        csm_cm_argmax(Z, CSM_CHUNK, n_padded, K, row_sum, check)
         for r in range(n_rows):
-            z = Z + r * ldz
-            best = 0
-            check = 0.0
-            for k in range(K):
-                check += z[k] - z[k]   # NaN for NaN or inf logits
-                if z[k] > z[best]:
-                    best = k
-            L[first_row + r] = best
-            if check != 0.0:
+            L[first_row + r] = <int64_t> row_sum[r]
+            if check[r] != 0.0:
                 n_bad += 1
         return n_bad
-    chunk_shift_rows(Z, ldz, n_rows)
-    chunk_exp_sums(Z, ldz, n_rows, scratch.row_sum)
+    csm_cm_softmax(Z, CSM_CHUNK, n_padded, K, row_sum)
     for r in range(n_rows):
-        z = Z + r * ldz
-        p = P + (first_row + r) * K
-        if not isfinite(scratch.row_sum[r]):
+        if not isfinite(row_sum[r]):
             n_bad += 1
-        inv = 1.0 / scratch.row_sum[r]
+        p = P + (first_row + r) * K
         for k in range(K):
-            p[k] = <floating> (z[k] * inv)
+            p[k] = <floating> Z[k * CSM_CHUNK + r]
     return n_bad
 
 

@@ -59,36 +59,35 @@ CSM_INLINE void csm_logits_tile_s(const float* const* x, const float* const* w, 
 /* As csm_logits_d, for float32 X and a float32 copy Ws of W. */
 static void csm_logits_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t D,
                          const float* Ws, const double* W, ptrdiff_t ldw, ptrdiff_t K, const double* bias,
-                         double* Z, ptrdiff_t ldz)
+                         double* Z, ptrdiff_t zr, ptrdiff_t zk)
 {
     (void)W;
     double out[CSM_TR * CSM_TC];
     const float* x[CSM_TR];
     const float* w[CSM_TC];
     const ptrdiff_t row_bytes = D * (ptrdiff_t)sizeof(float);
+    const ptrdiff_t ahead_rows = csm_prefetch_rows(row_bytes);
     for (ptrdiff_t r = 0; r < n_rows; r += CSM_TR) {
         for (int j = 0; j < CSM_TR; j++) x[j] = X + (r + j < n_rows ? r + j : n_rows - 1) * ldx;
         for (int j = 0; j < CSM_TR; j++) {
-            const uintptr_t ahead = (uintptr_t)X + (uintptr_t)((r + j + CSM_PREFETCH_ROWS) * ldx * (ptrdiff_t)sizeof(float));
+            const uintptr_t ahead = (uintptr_t)X + (uintptr_t)((r + j + ahead_rows) * ldx * (ptrdiff_t)sizeof(float));
             for (ptrdiff_t off = 0; off < row_bytes; off += 64) CSM_PREFETCH((const void*)(ahead + (uintptr_t)off));
         }
         for (ptrdiff_t k = 0; k < K; k += CSM_TC) {
             for (int c = 0; c < CSM_TC; c++) w[c] = Ws + (k + c < K ? k + c : K - 1) * ldw;
             csm_logits_tile_s(x, w, D, out);
             for (int j = 0; j < CSM_TR && r + j < n_rows; j++) {
-                double* z = Z + (r + j) * ldz;
-                for (int c = 0; c < CSM_TC && k + c < K; c++) z[k + c] = bias[k + c] + out[j * CSM_TC + c];
+                double* z = Z + (r + j) * zr;
+                for (int c = 0; c < CSM_TC && k + c < K; c++) z[(k + c) * zk] = bias[k + c] + out[j * CSM_TC + c];
             }
         }
-        for (int j = 0; j < CSM_TR && r + j < n_rows; j++)
-            for (ptrdiff_t k = K; k < ldz; k++) Z[(r + j) * ldz + k] = -INFINITY;
     }
 }
 
 /* kb classes x nv float vectors of the chunk's gradient, summed in float32
  * over the chunk's rows and then added to the float64 G. */
 CSM_INLINE void csm_rank_tile_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t i,
-                                const double* R, ptrdiff_t ldr, const int kb, const int nv,
+                                const double* R, ptrdiff_t rr, ptrdiff_t rk, const int kb, const int nv,
                                 double* G, ptrdiff_t ldg)
 {
     csm_vs g0[CSM_KB], g1[CSM_KB];
@@ -97,9 +96,9 @@ CSM_INLINE void csm_rank_tile_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows,
         const float* x = X + r * ldx + i;
         const csm_vs xv0 = csm_load_s(x);
         const csm_vs xv1 = nv == 2 ? csm_load_s(x + CSM_VS_LANES) : xv0;
-        const double* rr = R + r * ldr;
+        const double* rrow = R + r * rr;
         for (int kk = 0; kk < kb; kk++) {
-            const csm_vs c = CSM_SET1S(rr[kk]);
+            const csm_vs c = CSM_SET1S(rrow[kk * rk]);
             g0[kk] += c * xv0;
             if (nv == 2) g1[kk] += c * xv1;
         }
@@ -118,19 +117,19 @@ CSM_INLINE void csm_rank_tile_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows,
 #define CSM_RANK_CASE_S(KB_)                                                              \
     case KB_:                                                                             \
         for (i = 0; i + 2 * CSM_VS_LANES <= D; i += 2 * CSM_VS_LANES)                     \
-            csm_rank_tile_s(X, ldx, n_rows, i, Rk, ldr, KB_, 2, Gk, ldg);                 \
+            csm_rank_tile_s(X, ldx, n_rows, i, Rk, rr, rk, KB_, 2, Gk, ldg);                 \
         for (; i + CSM_VS_LANES <= D; i += CSM_VS_LANES)                                  \
-            csm_rank_tile_s(X, ldx, n_rows, i, Rk, ldr, KB_, 1, Gk, ldg);                 \
+            csm_rank_tile_s(X, ldx, n_rows, i, Rk, rr, rk, KB_, 1, Gk, ldg);                 \
         break;
 
 /* As csm_rank_update_f, with float32 arithmetic inside the chunk. */
 static void csm_rank_update_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t D,
-                              const double* R, ptrdiff_t ldr, ptrdiff_t K, double* G, ptrdiff_t ldg)
+                              const double* R, ptrdiff_t rr, ptrdiff_t rk, ptrdiff_t K, double* G, ptrdiff_t ldg)
 {
     const int kb_max = csm_class_block_d(K);
     for (ptrdiff_t k0 = 0; k0 < K; k0 += kb_max) {
         const int kb = (int)(K - k0 < kb_max ? K - k0 : kb_max);
-        const double* Rk = R + k0;
+        const double* Rk = R + k0 * rk;
         double* Gk = G + k0 * ldg;
         ptrdiff_t i = 0;
         switch (kb) {
@@ -150,7 +149,7 @@ static void csm_rank_update_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows, p
             double* g = Gk + kk * ldg;
             for (ptrdiff_t j = i; j < D; j++) {
                 double acc = g[j];
-                for (ptrdiff_t r = 0; r < n_rows; r++) acc += Rk[r * ldr + kk] * (double)X[r * ldx + j];
+                for (ptrdiff_t r = 0; r < n_rows; r++) acc += Rk[r * rr + kk * rk] * (double)X[r * ldx + j];
                 g[j] = acc;
             }
         }

@@ -42,7 +42,11 @@ def test_every_function_matches_dense(n, d, k, w_dtype, n_threads, rng):
     b = b.astype(w_dtype)
     weights = rng.uniform(0.5, 2.0, n)
     X_dense = Xb.astype(w_dtype)
-    rtol = 1e-12 if w_dtype == np.float64 else 2e-6
+    # float32: the dense reference computes its dot products in float32 (the
+    # order of the partial sums depends on the vector width), the other kinds
+    # add float32 weights in float64, so they agree to a few float32 ulps of
+    # the logits, which a small probability magnifies.
+    rtol = 1e-12 if w_dtype == np.float64 else 1e-5
     ref_loss, ref_gW, ref_gb = csoftmax.loss_and_gradient(W, X_dense, y, b, sample_weight=weights, l2=0.1)
     ref_P = csoftmax.predict_proba(W, X_dense, b)
     ref_pred = csoftmax.predict(W, X_dense, b)
