@@ -20,6 +20,7 @@ Environment switches: ``CSOFTMAX_NO_OPENMP=1`` forces the serial build,
 ``CSOFTMAX_DEBUG=1`` builds with ``-O0 -g``.
 """
 
+import glob
 import os
 import platform
 import shutil
@@ -241,7 +242,10 @@ def _extensions():
     sources.append(("csoftmax._openmp", "csoftmax/_openmp.pyx", ""))
     exts = []
     for name, path, isa in sources:
-        ext = Extension(name, [path], include_dirs=["csoftmax"])
+        # The C headers are included by the generated C, out of Cython's
+        # sight: listing them makes a header edit rebuild the extensions.
+        ext = Extension(name, [path], include_dirs=["csoftmax"],
+                        depends=sorted(glob.glob(os.path.join("csoftmax", "*.h"))))
         ext.csoftmax_isa = isa
         exts.append(ext)
     cythonized = cythonize(exts, compiler_directives=directives, quiet=True)
