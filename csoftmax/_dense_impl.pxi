@@ -105,6 +105,10 @@ cdef extern from "_kernels.h" nogil:
     void csm_cm_argmax(const double* Z, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K,
                        double* best, double* check)
     double csm_lane_sum(const double* lanes)
+    double csm_copy_check(const double* src, Py_ssize_t n, double* dst)
+    double csm_sum_squares(const double* v, Py_ssize_t n)
+    Py_ssize_t csm_scale_add(const double* g, const double* p, Py_ssize_t n, double scale, double l2, double* out)
+    Py_ssize_t csm_scale_add_f(const double* g, const double* p, Py_ssize_t n, double scale, double l2, float* out)
     void csm_rows_to_classes(const double* T, Py_ssize_t ldt, Py_ssize_t n_rows, Py_ssize_t K,
                              double* Z, Py_ssize_t ldc)
     void csm_classes_to_rows(const double* Z, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K,
@@ -184,25 +188,42 @@ cdef struct Scratch:
     double* GT        # D x ldz gradient accumulator, transposed (bits and sparse kinds)
 
 
+cdef inline Py_ssize_t whole_lines(Py_ssize_t n_doubles) noexcept nogil:
+    """n_doubles rounded up to whole 64-byte lines."""
+    return (n_doubles + 7) // 8 * 8
+
+
 cdef Scratch* scratch_new(const Source* src, Py_ssize_t ldz) noexcept nogil:
-    """Allocate one thread's scratch; NULL when memory is short."""
+    """Allocate one thread's scratch (one block: a small call pays for one
+    malloc, not seven); NULL when memory is short."""
     cdef Py_ssize_t rows = CSM_CHUNK + CSM_VL
     cdef Py_ssize_t itemsize = 4 if src.kind == KIND_F32 else (1 if src.kind == KIND_U8 else 8)
     cdef bint transposed = src.kind == KIND_BITS or src.kind == KIND_CSR
-    cdef Scratch* s = <Scratch*> malloc(sizeof(Scratch))
-    if s == NULL:
+    # Rows whose features are strided are copied; contiguous ones are read in place.
+    cdef bint packs = not transposed and src.D > 0 and src.s1 != 1
+    cdef Py_ssize_t n_pack = whole_lines((CSM_CHUNK * src.D * itemsize + 7) // 8) if packs else 0
+    cdef Py_ssize_t n_chunk = whole_lines(rows * ldz)
+    cdef Py_ssize_t n_rowwise = whole_lines(4 * rows + (ldz + 1) * CSM_VL)
+    cdef Py_ssize_t n_gt = whole_lines(src.D * ldz + 1) if transposed else 0
+    cdef Py_ssize_t n_total = n_pack + 2 * n_chunk + (n_chunk if transposed else 0) + n_rowwise + n_gt
+    cdef char* block = <char*> malloc(sizeof(Scratch) + 64 + n_total * sizeof(double))
+    cdef Scratch* s = <Scratch*> block
+    cdef double* next_free
+    if block == NULL:
         return NULL
-    s.pack = malloc(CSM_CHUNK * src.D * itemsize + 64) if not transposed else malloc(64)
-    s.Z = <double*> malloc(rows * ldz * sizeof(double))
-    s.U = <double*> malloc(rows * ldz * sizeof(double))
-    s.T = <double*> calloc(rows * ldz, sizeof(double)) if transposed else NULL
-    s.row_sum = <double*> malloc((4 * rows + (ldz + 1) * CSM_VL) * sizeof(double))
-    s.GT = <double*> malloc((src.D * ldz + 1) * sizeof(double)) if transposed else NULL
+    next_free = <double*> ((<size_t> (block + sizeof(Scratch)) + 63) & ~(<size_t> 63))
+    s.pack = next_free if packs else NULL
+    next_free += n_pack
+    s.Z = next_free
+    next_free += n_chunk
+    s.U = next_free
+    next_free += n_chunk
+    s.T = next_free if transposed else NULL
+    next_free += n_chunk if transposed else 0
+    s.row_sum = next_free
+    next_free += n_rowwise
+    s.GT = next_free if transposed else NULL
     s.n_bad_index = 0
-    if (s.pack == NULL or s.Z == NULL or s.U == NULL or s.row_sum == NULL
-            or (transposed and (s.GT == NULL or s.T == NULL))):
-        scratch_free(s)
-        return NULL
     s.row_log = s.row_sum + rows
     s.row_a = s.row_sum + 2 * rows
     s.row_b = s.row_sum + 3 * rows
@@ -212,14 +233,7 @@ cdef Scratch* scratch_new(const Source* src, Py_ssize_t ldz) noexcept nogil:
 
 
 cdef void scratch_free(Scratch* s) noexcept nogil:
-    if s != NULL:
-        free(s.pack)
-        free(s.Z)
-        free(s.U)
-        free(s.T)
-        free(s.row_sum)
-        free(s.GT)
-        free(s)
+    free(s)
 
 
 cdef void pack_rows(const xtype* X, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t first_row,
@@ -453,10 +467,14 @@ cdef int model_new(Model* m, const floating[:, :] W, const floating[::1] b, bint
             for i in range(D):
                 m.Ws[k * D + i] = W[k, i]
     m.bias = m.W + K * D
+    if floating is double and K * D > 0 and W.strides[1] == sizeof(double) and W.strides[0] == D * sizeof(double):
+        check = csm_copy_check(&W[0, 0], K * D, m.W)
+    else:
+        for k in range(K):
+            for i in range(D):
+                m.W[k * D + i] = W[k, i]
+                check += m.W[k * D + i] - m.W[k * D + i]   # NaN for NaN or inf
     for k in range(K):
-        for i in range(D):
-            m.W[k * D + i] = W[k, i]
-            check += m.W[k * D + i] - m.W[k * D + i]   # NaN for NaN or inf
         m.bias[k] = b[k] if b is not None else 0.0
         check += m.bias[k] - m.bias[k]
     if transposed:
@@ -565,13 +583,15 @@ cdef Py_ssize_t write_scaled(
         const double* P,                        # IN  the parameter penalised by l2 (W or V), K x D
         floating[:, ::1] out_W, floating[::1] out_b) noexcept nogil:
     """out_W = scale * G + l2 * P, out_b = scale * gb; returns the count of non-finite values."""
-    cdef Py_ssize_t k, i, n_nonfinite = 0
-    for k in range(K):
-        for i in range(D):
-            out_W[k, i] = <floating> (scale * sums[1 + k * D + i] + l2 * P[k * D + i])
-            if not isfinite(out_W[k, i]):
-                n_nonfinite += 1
-        if out_b is not None:
+    cdef Py_ssize_t k, n_nonfinite = 0
+    if K * D > 0:
+        # out_W is C-contiguous (the wrappers check it)
+        if floating is double:
+            n_nonfinite = csm_scale_add(sums + 1, P, K * D, scale, l2, &out_W[0, 0])
+        else:
+            n_nonfinite = csm_scale_add_f(sums + 1, P, K * D, scale, l2, &out_W[0, 0])
+    if out_b is not None:
+        for k in range(K):
             out_b[k] = <floating> (scale * sums[1 + K * D + k])
             if not isfinite(out_b[k]):
                 n_nonfinite += 1
@@ -666,8 +686,7 @@ cdef object loss_gradient_core(
             if N > 0:
                 status = run_partitions(mode, src, N, &model, NULL, labels_ptr, Y_ptr, sy0, sy1,
                                         weights_ptr, n_threads, sums)
-            for k in range(K * D):
-                sum_sq_W += model.W[k] * model.W[k]
+            sum_sq_W = csm_sum_squares(model.W, K * D)
             if mode == MODE_LOSS_GRADIENT and not (status & (STATUS_NO_MEMORY | STATUS_BAD_LABEL)):
                 n_nonfinite = write_scaled(sums, K, D, scale, l2, model.W, grad_W_out, grad_b_out)
             loss_sum = sums[0]

@@ -470,6 +470,57 @@ static void csm_cm_argmax(const double* Z, ptrdiff_t ldc, ptrdiff_t n_rows, ptrd
 /* Sum of CSM_VL lane sums kept in memory, in the fixed tree order. */
 static inline double csm_lane_sum(const double* lanes) { return csm_hsum(csm_load_d(lanes)); }
 
+/* Whole-array helpers for the parameters: vectorised, because for a small
+ * batch (tens of rows) the O(K D) work around the chunks costs as much as the
+ * chunks themselves.  Lane sums are reduced in a fixed order. */
+
+/* dst[0:n] = src[0:n]; returns 0.0 when every value is finite (else NaN). */
+static double csm_copy_check(const double* src, ptrdiff_t n, double* dst)
+{
+    csm_vd check = CSM_SET1(0.0);
+    ptrdiff_t i = 0;
+    for (; i + CSM_VL <= n; i += CSM_VL) {
+        const csm_vd v = csm_load_d(src + i);
+        csm_store_d(dst + i, v);
+        check += v - v;
+    }
+    double tail = 0.0;
+    for (; i < n; i++) { dst[i] = src[i]; tail += src[i] - src[i]; }
+    return csm_hsum(check) + tail;
+}
+
+/* sum_i v[i]^2 */
+static double csm_sum_squares(const double* v, ptrdiff_t n)
+{
+    csm_vd acc = CSM_SET1(0.0);
+    ptrdiff_t i = 0;
+    for (; i + CSM_VL <= n; i += CSM_VL) { const csm_vd x = csm_load_d(v + i); acc += x * x; }
+    double tail = 0.0;
+    for (; i < n; i++) tail += v[i] * v[i];
+    return csm_hsum(acc) + tail;
+}
+
+/* out[i] = scale * g[i] + l2 * p[i]; returns the count of non-finite results. */
+static ptrdiff_t csm_scale_add(const double* g, const double* p, ptrdiff_t n, double scale, double l2, double* out)
+{
+    ptrdiff_t n_bad = 0;
+    for (ptrdiff_t i = 0; i < n; i++) {
+        out[i] = scale * g[i] + l2 * p[i];
+        n_bad += !isfinite(out[i]);
+    }
+    return n_bad;
+}
+
+static ptrdiff_t csm_scale_add_f(const double* g, const double* p, ptrdiff_t n, double scale, double l2, float* out)
+{
+    ptrdiff_t n_bad = 0;
+    for (ptrdiff_t i = 0; i < n; i++) {
+        out[i] = (float)(scale * g[i] + l2 * p[i]);
+        n_bad += !isfinite(out[i]);
+    }
+    return n_bad;
+}
+
 /* Z[k * ldc + r] = T[r * ldt + k]: rows of logits (bits and sparse kinds) to a
  * class-major chunk, and back. */
 static void csm_rows_to_classes(const double* T, ptrdiff_t ldt, ptrdiff_t n_rows, ptrdiff_t K,
