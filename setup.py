@@ -239,6 +239,8 @@ def _extensions():
     for suffix in ("avx2", "avx512"):
         sources.append((f"csoftmax._dense_{suffix}", f"csoftmax/_dense_{suffix}.pyx", suffix))
     sources.append(("csoftmax._openmp", "csoftmax/_openmp.pyx", ""))
+    # The cimportable C-level API (capi.pxd); forwards to the chosen kernels.
+    sources.append(("csoftmax.capi", "csoftmax/capi.pyx", ""))
     exts = []
     for name, path, isa in sources:
         ext = Extension(name, [path], include_dirs=["csoftmax"])
