@@ -31,6 +31,7 @@ import textwrap
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.sdist import sdist
 
 OPENMP_TEST = textwrap.dedent(
     """
@@ -222,6 +223,27 @@ class BuildExt(build_ext):
             f.write(content)
 
 
+class SDist(sdist):
+    """sdist with the sources a build and the tests need, and no build products.
+
+    Adds tests/, benchmarks/ and .ci/ to setuptools' defaults (the package,
+    its package data with the .pyx/.pxd/.pxi/.h/.pyi files, README, LICENSE)
+    and drops what a build leaves in the tree: the C files cythonize writes
+    next to the .pyx sources, compiled modules and ``_build_info.py``.  A
+    wheel built from the sdist runs Cython again.
+    """
+
+    def make_distribution(self):
+        # setuptools fills self.filelist in egg_info; amend it just before the archive is made.
+        for folder, patterns in (("tests", ("*.py", "*.pyx", "*.pyi")), ("benchmarks", ("*.py", "*.md")), (".ci", ("*",))):
+            for pattern in patterns:
+                self.filelist.include_pattern(pattern, prefix=folder)
+        self.filelist.exclude_pattern(r"\.(c|so|pyd|dylib|dll|html)$", is_regex=True)
+        self.filelist.exclude_pattern("csoftmax/_build_info.py")
+        self.filelist.exclude_pattern(r"(^|/)__pycache__/", is_regex=True)
+        super().make_distribution()
+
+
 def _extensions():
     from Cython.Build import cythonize
 
@@ -252,4 +274,4 @@ def _extensions():
     return cythonized
 
 
-setup(ext_modules=_extensions(), cmdclass={"build_ext": BuildExt})
+setup(ext_modules=_extensions(), cmdclass={"build_ext": BuildExt, "sdist": SDist})
