@@ -128,3 +128,15 @@ def test_status_codes(consumer, rng):
     Z = np.zeros((3, 2))
     Z[1, 0] = np.inf
     assert consumer.softmax_rows(Z, 1)[0] == 4
+
+
+def test_readme_shows_the_consumer_code():
+    readme = os.path.join(os.path.dirname(HERE), "README.md")
+    if not os.path.isfile(readme):
+        pytest.skip("README.md is not next to the tests (installed package)")
+    text = open(readme, encoding="utf-8").read()
+    section = text[text.index("## Embedding"):]
+    code = section[section.index("```cython\n") + len("```cython\n"):]
+    code = code[:code.index("```")]
+    with open(os.path.join(HERE, "embed_consumer.pyx"), encoding="utf-8") as f:
+        assert code in f.read()
