@@ -66,7 +66,7 @@ assert os.path.samefile(os.path.dirname(where), sysconfig.get_paths()["purelib"]
 assert csoftmax.openmp_enabled(), "the wheel was built without OpenMP"
 print(f"csoftmax {csoftmax.__version__} from {where}, OpenMP on")
 PY
-"$work/env/bin/python" -m pytest -q -p no:cacheprovider tests "$@"
+"$work/env/bin/python" -m pytest -q -ra -p no:cacheprovider tests "$@"
 
 echo "== second wheel from the sdist alone"
 (cd "$work" && tools/bin/python -m build --wheel --outdir "$work/from-sdist" "$sdist")
