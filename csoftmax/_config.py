@@ -65,6 +65,14 @@ def show_config(file=None):
     ----------
     file : file-like, optional
         Where to print (default ``sys.stdout``).
+
+    Examples
+    --------
+    >>> import csoftmax
+    >>> csoftmax.show_config()  # doctest: +ELLIPSIS
+    csoftmax ...
+      python          : ...
+      OpenMP          : ...
     """
     c = config()
     lines = [
