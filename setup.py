@@ -32,6 +32,7 @@ import textwrap
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.sdist import sdist
 
 OPENMP_TEST = textwrap.dedent(
     """
@@ -223,6 +224,27 @@ class BuildExt(build_ext):
             f.write(content)
 
 
+class SDist(sdist):
+    """sdist with the sources a build and the tests need, and no build products.
+
+    Adds tests/, benchmarks/ and .ci/ to setuptools' defaults (the package,
+    its package data with the .pyx/.pxd/.pxi/.h/.pyi files, README, LICENSE)
+    and drops what a build leaves in the tree: the C files cythonize writes
+    next to the .pyx sources, compiled modules and ``_build_info.py``.  A
+    wheel built from the sdist runs Cython again.
+    """
+
+    def make_distribution(self):
+        # setuptools fills self.filelist in egg_info; amend it just before the archive is made.
+        for folder, patterns in (("tests", ("*.py", "*.pyx", "*.pyi")), ("benchmarks", ("*.py", "*.md")), (".ci", ("*",))):
+            for pattern in patterns:
+                self.filelist.include_pattern(pattern, prefix=folder)
+        self.filelist.exclude_pattern(r"\.(c|so|pyd|dylib|dll|html)$", is_regex=True)
+        self.filelist.exclude_pattern("csoftmax/_build_info.py")
+        self.filelist.exclude_pattern(r"(^|/)__pycache__/", is_regex=True)
+        super().make_distribution()
+
+
 def _extensions():
     from Cython.Build import cythonize
 
@@ -240,6 +262,8 @@ def _extensions():
     for suffix in ("avx2", "avx512"):
         sources.append((f"csoftmax._dense_{suffix}", f"csoftmax/_dense_{suffix}.pyx", suffix))
     sources.append(("csoftmax._openmp", "csoftmax/_openmp.pyx", ""))
+    # The cimportable C-level API (capi.pxd); forwards to the chosen kernels.
+    sources.append(("csoftmax.capi", "csoftmax/capi.pyx", ""))
     exts = []
     for name, path, isa in sources:
         # The C headers are included by the generated C, out of Cython's
@@ -254,4 +278,4 @@ def _extensions():
     return cythonized
 
 
-setup(ext_modules=_extensions(), cmdclass={"build_ext": BuildExt})
+setup(ext_modules=_extensions(), cmdclass={"build_ext": BuildExt, "sdist": SDist})

@@ -4,7 +4,7 @@ Notation: weights ``W`` (K, D), inputs ``X`` (N, D), intercepts ``b`` (K,),
 integer labels ``y`` (N,) or targets ``Y`` (N, K), sample weights (N,).
 """
 
-from ._config import openmp_enabled, show_config
+from ._config import get_include, openmp_enabled, show_config
 from ._functions import (
     hessian_product,
     log_likelihood,
@@ -28,6 +28,7 @@ __all__ = [
     "hessian_product",
     "log_likelihood",
     "log_likelihood_gradient",
+    "get_include",
     "log_softmax",
     "logsumexp",
     "loss_and_gradient",

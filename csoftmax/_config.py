@@ -1,5 +1,6 @@
 """Build and runtime configuration: what was compiled, and what a call would use."""
 
+import os
 import platform
 import sys
 
@@ -36,6 +37,27 @@ def config():
     }
 
 
+def get_include():
+    """Directory to put on Cython's include path to ``cimport csoftmax.capi``.
+
+    It holds the ``csoftmax`` package with its ``.pxd`` files (``capi.pxd``
+    declares the C-level API) and C headers.  Nothing needs linking: the
+    functions are found in the installed ``csoftmax`` when the consumer
+    module is imported.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> import os, csoftmax
+    >>> os.path.isfile(os.path.join(csoftmax.get_include(), "csoftmax", "capi.pxd"))
+    True
+    """
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def show_config(file=None):
     """Print version, OpenMP status, threads, instruction set, compiler, flags and NumPy version.
 
@@ -43,6 +65,14 @@ def show_config(file=None):
     ----------
     file : file-like, optional
         Where to print (default ``sys.stdout``).
+
+    Examples
+    --------
+    >>> import csoftmax
+    >>> csoftmax.show_config()  # doctest: +ELLIPSIS
+    csoftmax ...
+      python          : ...
+      OpenMP          : ...
     """
     c = config()
     lines = [
@@ -59,4 +89,4 @@ def show_config(file=None):
     print("\n".join(lines), file=file if file is not None else sys.stdout)
 
 
-__all__ = ["config", "show_config", "openmp_enabled"]
+__all__ = ["config", "get_include", "show_config", "openmp_enabled"]

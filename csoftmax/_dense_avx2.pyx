@@ -7,3 +7,5 @@ set level and ``csoftmax._dispatch`` imports the best one the CPU runs.
 ISA_NAME = "avx2"
 
 include "_dense_impl.pxi"
+
+include "_capi_entry.pxi"
