@@ -20,9 +20,17 @@ Design
   (no copy) nor the objective or its minimum, but uncentred or badly scaled
   features no longer cost L-BFGS hundreds of extra iterations (on raw 0..16
   pixel data it reaches a given objective in about a third of the
-  iterations).  The kernels still compute in the model's coordinates, and
-  cast ``W`` and ``b`` to the dtype of X, so float32 data are computed in
-  float32.
+  iterations).  The shift acts on the parameters only, never on X, so it
+  keeps sparse and bit-packed X as they are; their statistics come from the
+  stored entries (sparse) or from unpacked blocks of rows (PackedBits,
+  uint8, bool).  The kernels still compute in the model's coordinates, and
+  cast ``W`` and ``b`` to the float dtype of X, so float32 data (dense or
+  sparse) are computed in float32; uint8, bool and PackedBits X in float64.
+* Every input kind of csoftmax is used as it is: dense float32/float64,
+  uint8 and bool (no float copy), :class:`csoftmax.PackedBits`, and sparse
+  matrices (as CSR; other formats are converted once).
+  ``decision_function`` and ``predict_log_proba`` of uint8, bool and
+  PackedBits X convert blocks of rows, never the whole of X.
 * The stopping test ``max |dF/dW|, |dF/db| <= tol`` is scikit-learn's and is
   made on the gradient in the model's coordinates; both solvers also stop
   when an iteration decreases ``F`` by less than 64 eps relatively.
@@ -50,9 +58,10 @@ import warnings
 import numpy as np
 
 from . import _functions
+from ._packed import PackedBits
 from ._threads import resolve_n_threads
-from ._validation import as_bias, as_float_matrix, as_sample_weight, as_targets, as_weights, check_l2, check_reduction
-from ._validation import weight_total
+from ._validation import FLOAT_DTYPES, as_bias, as_float_matrix, as_sample_weight, as_targets, as_weights, check_l2
+from ._validation import check_reduction, is_sparse, parameter_dtype, weight_total
 
 try:  # scikit-learn is optional
     from sklearn.base import BaseEstimator as _BaseEstimator
@@ -153,16 +162,41 @@ if not _HAVE_SKLEARN:
             return float(np.average(correct, weights=sample_weight))
 
 
-def _is_sparse(X):
-    return hasattr(X, "tocsr") and hasattr(X, "nnz")
+def _float_dtype(X, coef_dtype=np.float64):
+    """The float dtype csoftmax computes in for X: X's own for float data (dense or
+    sparse), else float32 only with float32 coefficients (uint8, bool, PackedBits)."""
+    dtype = None if isinstance(X, PackedBits) else X.dtype
+    if dtype in FLOAT_DTYPES:
+        return np.dtype(dtype)
+    if is_sparse(X):
+        return np.dtype(np.float64)
+    return parameter_dtype(np.empty(0, coef_dtype))
 
 
-def _reject_sparse(X):
-    if _is_sparse(X):
-        raise TypeError(
-            f"SoftmaxRegression does not support sparse input yet; got {type(X).__name__}. "
-            "Convert it to a dense array with X.toarray()."
-        )
+def _dense_rows(X, start, stop):
+    """Rows ``start:stop`` of a dense or PackedBits X as a float64 array (a block, never all of X)."""
+    block = X[start:stop]
+    if isinstance(block, PackedBits):
+        block = block.unpack()
+    return np.asarray(block, dtype=np.float64)
+
+
+def _logits(X, coef, intercept, block_rows=8192):
+    """``X coef^T + intercept`` in the float dtype of the computation.
+
+    Sparse X is multiplied as it is; uint8, bool and PackedBits X in blocks of
+    rows, so no float copy of the whole of X is made.
+    """
+    dtype = _float_dtype(X, coef.dtype)
+    coef = coef.astype(dtype, copy=False)
+    if is_sparse(X) or (not isinstance(X, PackedBits) and X.dtype in FLOAT_DTYPES):
+        scores = np.asarray(X @ coef.T, dtype=dtype)
+    else:
+        scores = np.empty((X.shape[0], coef.shape[0]), dtype=dtype)
+        for start in range(0, X.shape[0], block_rows):
+            scores[start : start + block_rows] = _dense_rows(X, start, start + block_rows) @ coef.T
+    scores += intercept.astype(dtype, copy=False)
+    return scores
 
 
 # ---------------------------------------------------------------------------
@@ -250,11 +284,16 @@ def _feature_statistics(X, sample_weight, center, block_rows=8192):
     """Weighted mean (None unless ``center``) and scale of every column of X, in float64.
 
     The scale is the weighted standard deviation with ``center``, else the
-    root mean square; constant columns get scale 1.  One pass over X, in
-    blocks of rows, shifted by the first row against cancellation.
+    root mean square; constant columns get scale 1.  One pass over X: dense
+    and PackedBits X in blocks of rows, shifted by the first row against
+    cancellation; sparse X over its stored entries only.
     """
-    with np.errstate(over="ignore", invalid="ignore"):
-        mean, scale = _raw_feature_statistics(X, sample_weight, center, block_rows)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if is_sparse(X):
+            moments = _sparse_moments(X, sample_weight)
+        else:
+            moments = _dense_moments(X, sample_weight, block_rows)
+        mean, scale = _mean_and_scale(*moments, center)
     # Absurdly large values overflow the sums: leave those columns as they are.
     bad = ~(np.isfinite(scale) & np.isfinite(mean))
     scale[bad] = 1.0
@@ -262,14 +301,15 @@ def _feature_statistics(X, sample_weight, center, block_rows=8192):
     return (mean if center else None), scale
 
 
-def _raw_feature_statistics(X, sample_weight, center, block_rows):
+def _dense_moments(X, sample_weight, block_rows):
+    """(origin, first, second): weighted mean of ``x - origin`` and of its square."""
     n_samples, n_features = X.shape
-    origin = np.asarray(X[0], dtype=np.float64)
+    origin = _dense_rows(X, 0, 1)[0]
     total = 0.0
     first = np.zeros(n_features)
     second = np.zeros(n_features)
     for start in range(0, n_samples, block_rows):
-        block = np.asarray(X[start : start + block_rows], dtype=np.float64) - origin
+        block = _dense_rows(X, start, start + block_rows) - origin
         if sample_weight is None:
             weights = np.ones(block.shape[0])
         else:
@@ -278,8 +318,28 @@ def _raw_feature_statistics(X, sample_weight, center, block_rows):
         first += weights @ block
         block *= block
         second += weights @ block
-    first /= total
-    second /= total
+    return origin, first / total, second / total
+
+
+def _sparse_moments(X, sample_weight):
+    """As :func:`_dense_moments` about the origin 0, from the stored entries of sparse X."""
+    X = X.tocsr()
+    if not X.has_canonical_format:  # repeated entries add up before squaring
+        X = X.copy()
+        X.sum_duplicates()
+    n_samples, n_features = X.shape
+    values = np.asarray(X.data, dtype=np.float64)
+    if sample_weight is None:
+        entry_weights, total = None, float(n_samples)
+    else:
+        entry_weights, total = np.repeat(sample_weight, np.diff(X.indptr)), float(sample_weight.sum())
+    weighted = values if entry_weights is None else values * entry_weights
+    first = np.bincount(X.indices, weights=weighted, minlength=n_features)
+    second = np.bincount(X.indices, weights=weighted * values, minlength=n_features)
+    return np.zeros(n_features), first / total, second / total
+
+
+def _mean_and_scale(origin, first, second, center):
     mean = origin + first
     var = second - first**2 if center else second + origin * (origin + 2 * first)
     var = np.maximum(var, 0.0)
@@ -320,8 +380,9 @@ class _Objective:
             self.shift, self.scale = _feature_statistics(X, sample_weight, center=fit_intercept)
         else:
             self.shift, self.scale = None, None
-        self.grad_W = np.empty((n_classes, self.n_features), dtype=X.dtype)
-        self.grad_b = np.empty(n_classes, dtype=X.dtype) if fit_intercept else None
+        dtype = _float_dtype(X)
+        self.grad_W = np.empty((n_classes, self.n_features), dtype=dtype)
+        self.grad_b = np.empty(n_classes, dtype=dtype) if fit_intercept else None
         self.hessp_func = _hessian_product()
         self.n_nonfinite = 0
         self._cache = None  # (theta, value, gradient, max |original gradient|)
@@ -613,35 +674,50 @@ def _check_real(value, name, low, high=np.inf, low_inclusive=True, high_inclusiv
         raise ValueError(f"{name} must be in {left}{low}, {high}{right}; got {value!r}")
 
 
+# Dense dtypes X keeps (uint8 and bool are read by the kernels as they are);
+# other real dtypes become float64.
+_X_DTYPES = [np.float64, np.float32, np.uint8, np.bool_]
+
+
 def _local_check_X(X, estimator, reset):
-    """Input checks without scikit-learn: dense 2-D finite numbers, float32/float64 kept."""
+    """Input checks without scikit-learn: 2-D finite numbers, dense or sparse
+    (as CSR), float32/float64/uint8/bool kept."""
     names = None
     columns = getattr(X, "columns", None)
-    if columns is not None and not _is_sparse(X):
+    if columns is not None and not is_sparse(X):
         column_list = list(columns)
         if column_list and all(isinstance(c, str) for c in column_list):
             names = np.asarray(column_list, dtype=object)
-    X = np.asarray(X)
+    if is_sparse(X):
+        X = X if X.format == "csr" else X.tocsr()
+    else:
+        X = np.asarray(X)
     if X.dtype.kind == "c":
         raise ValueError("Complex data not supported")
-    if X.dtype.kind == "O":
+    if X.dtype.kind == "O" and not is_sparse(X):
         try:
             X = X.astype(np.float64)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"X could not be converted to numbers: {exc}") from None
     elif X.dtype.kind not in "biuf":
         raise TypeError(f"X must hold numbers; got dtype {X.dtype}")
-    if X.dtype not in (np.float32, np.float64):
+    if X.dtype not in _X_DTYPES:
         X = X.astype(np.float64)
     if X.ndim != 2:
         raise ValueError(
             f"Expected a 2D array, got an array of shape {X.shape}: reshape your data with "
             "X.reshape(-1, 1) for a single feature or X.reshape(1, -1) for a single sample"
         )
+    values = X.data if is_sparse(X) else X
+    if X.dtype.kind == "f" and not np.isfinite(values).all():
+        raise ValueError("Input X contains NaN or infinity")
+    return _check_shape(X, estimator, reset, names)
+
+
+def _check_shape(X, estimator, reset, names=None):
+    """At least one sample and feature; ``n_features_in_`` (and ``feature_names_in_``) set or matched."""
     if X.shape[0] < 1 or X.shape[1] < 1:
         raise ValueError(f"Found array with shape {X.shape}: at least 1 sample and 1 feature are required")
-    if not np.isfinite(X).all():
-        raise ValueError("Input X contains NaN or infinity")
     if reset:
         estimator.n_features_in_ = X.shape[1]
         if names is not None:
@@ -833,9 +909,11 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
     classes_ : ndarray of shape (n_classes,)
         The class labels (any sortable labels: integers, strings, ...).
     coef_ : ndarray of shape (n_classes, n_features)
-        Weights ``W``, in the float dtype of the training data.
+        Weights ``W``, in the float dtype the fit computed in: float32 for
+        float32 data (dense or sparse), float64 for everything else (as
+        scikit-learn's linear models).
     intercept_ : ndarray of shape (n_classes,)
-        Intercepts ``b`` (zeros when ``fit_intercept=False``).
+        Intercepts ``b`` (zeros when ``fit_intercept=False``), dtype of ``coef_``.
     n_features_in_ : int
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -852,9 +930,17 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
 
     Notes
     -----
-    X may be float32 or float64 (kept, computed in that precision) or any
-    other real dtype (converted to float64); sparse matrices are not
-    supported yet.  The solvers work in standardised coordinates (features
+    X may be any input kind of csoftmax: float32 or float64 (kept, computed
+    in that precision), uint8 or bool (read as they are, computed in
+    float64), :class:`csoftmax.PackedBits`, or a SciPy sparse matrix or array
+    (CSR is used as it is, other formats are converted to CSR once); other
+    real dtypes are converted to float64.  Every solver and method takes
+    every kind and gives the model of the equivalent dense float64 array (up
+    to rounding).  ``solver="sgd"`` runs its epochs in compiled code for
+    dense and PackedBits X; for sparse X each mini-batch goes through the
+    compiled sparse loss-and-gradient kernel from a Python loop, which costs
+    some microseconds per batch (larger ``batch_size`` amortises it).
+    The solvers work in standardised coordinates (features
     centred and scaled by their weighted mean and standard deviation, as a
     change of variables, without copying X): the objective and its minimum
     are those above, in the original units, but raw features converge as
@@ -928,30 +1014,34 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
 
         def __sklearn_tags__(self):
             tags = super().__sklearn_tags__()
-            tags.input_tags.sparse = False
+            tags.input_tags.sparse = True
             return tags
 
     # -- validation ---------------------------------------------------------
 
     def _check_X(self, X, reset):
-        _reject_sparse(X)
+        if isinstance(X, PackedBits):
+            return _check_shape(X, self, reset)
         if not _HAVE_SKLEARN:
             return _local_check_X(X, self, reset)
-        return _sk_validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+        return _sk_validate_data(self, X, reset=reset, accept_sparse="csr", dtype=_X_DTYPES)
 
     def _check_X_y(self, X, y, reset=True):
-        _reject_sparse(X)
-        if not _HAVE_SKLEARN:
-            X = _local_check_X(X, self, reset=reset)
+        if isinstance(X, PackedBits) or not _HAVE_SKLEARN:
+            X = self._check_X(X, reset=reset)
             y = _local_check_y(y, X.shape[0])
             kind = y.dtype.kind
             if kind not in "biufOUS":
                 raise ValueError(f"Unknown label type: y of dtype {y.dtype}")
+            if _HAVE_SKLEARN:
+                from sklearn.utils.multiclass import check_classification_targets
+
+                check_classification_targets(y)
             return X, y
         from sklearn.utils.multiclass import check_classification_targets
 
         X, y = _sk_validate_data(
-            self, X, y, dtype=[np.float64, np.float32], y_numeric=False, multi_output=False, reset=reset
+            self, X, y, accept_sparse="csr", dtype=_X_DTYPES, y_numeric=False, multi_output=False, reset=reset
         )
         check_classification_targets(y)
         return X, y
@@ -979,9 +1069,12 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data; float32 or float64 is kept, other real dtypes
-            become float64.  Sparse matrices are not supported yet.
+        X : {array-like, sparse matrix, PackedBits} of shape (n_samples, n_features)
+            Training data.  float32 and float64 are kept (and computed in);
+            uint8 and bool are read as they are, without a float copy, and
+            computed in float64; other real dtypes become float64.  Sparse
+            matrices are used as CSR (other formats are converted once);
+            :class:`csoftmax.PackedBits` rows are read bit-packed.
         y : array-like of shape (n_samples,)
             Class labels (at least two distinct classes).
         sample_weight : array-like of shape (n_samples,), default=None
@@ -1004,24 +1097,9 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
                 "SoftmaxRegression needs samples of at least 2 classes in the data, but the data "
                 f"contains only one class: {label!r}"
             )
-        class_weights = _class_weights(self.class_weight, classes, y_encoded, sample_weight)
-        if class_weights is not None:
-            per_sample = class_weights[y_encoded]
-            if sample_weight is None:
-                sample_weight = np.ascontiguousarray(per_sample, dtype=np.float64)
-            else:
-                sample_weight = np.where(sample_weight > 0, sample_weight * per_sample, 0.0)
-            sample_weight = as_sample_weight(sample_weight, X.shape[0], "sample_weight * class_weight")
-        total = float(X.shape[0]) if sample_weight is None else float(sample_weight.sum())
-        if not total > 0:
-            raise ValueError(
-                "The sample weights (times the class weights) sum to zero: at least one sample "
-                "needs a non-zero weight"
-            )
-        l2 = 0.0 if np.isinf(self.C) else 1.0 / (float(self.C) * total)
+        sample_weight, l2 = self._training_weights(classes, y_encoded, sample_weight, X.shape[0])
         n_threads = resolve_n_threads(self.n_threads)
 
-        objective = _Objective(X, y_encoded, sample_weight, l2, n_classes, self.fit_intercept, n_threads)
         W0 = np.zeros((n_classes, X.shape[1]))
         b0 = np.zeros(n_classes)
         if (
@@ -1035,8 +1113,9 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
                 b0[...] = self.intercept_
         if self.solver == "sgd":
             return self._fit_sgd(X, y_encoded, sample_weight, classes, W0, b0, l2)
-        theta0 = objective.pack(W0, b0)
 
+        objective = _Objective(X, y_encoded, sample_weight, l2, n_classes, self.fit_intercept, n_threads)
+        theta0 = objective.pack(W0, b0)
         solve = _lbfgs if self.solver == "lbfgs" else _newton_cg
         with _single_threaded_blas():
             theta, n_iter, losses, problem = solve(objective, theta0, self.max_iter, float(self.tol), self.verbose)
@@ -1046,14 +1125,38 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=2,
             )
-
-        W, b = objective.unpack(theta)
-        self.classes_ = classes
-        self.coef_ = np.array(W, dtype=X.dtype)
-        self.intercept_ = np.array(b, dtype=X.dtype) if self.fit_intercept else np.zeros(n_classes, X.dtype)
+        self._set_model(classes, *objective.unpack(theta), X)
         self.n_iter_ = n_iter
         self.loss_curve_ = losses
         return self
+
+    def _training_weights(self, classes, y_encoded, sample_weight, n_samples):
+        """The per-sample weights ``s_n`` (sample_weight times the class weights,
+        or None) and the L2 coefficient ``1 / (C S)`` of the objective."""
+        class_weights = _class_weights(self.class_weight, classes, y_encoded, sample_weight)
+        if class_weights is not None:
+            per_sample = class_weights[y_encoded]
+            if sample_weight is None:
+                sample_weight = np.ascontiguousarray(per_sample, dtype=np.float64)
+            else:
+                sample_weight = np.where(sample_weight > 0, sample_weight * per_sample, 0.0)
+            sample_weight = as_sample_weight(sample_weight, n_samples, "sample_weight * class_weight")
+        total = float(n_samples) if sample_weight is None else float(sample_weight.sum())
+        if not total > 0:
+            raise ValueError(
+                "The sample weights (times the class weights) sum to zero: at least one sample "
+                "needs a non-zero weight"
+            )
+        l2 = 0.0 if np.isinf(self.C) else 1.0 / (float(self.C) * total)
+        return sample_weight, l2
+
+    def _set_model(self, classes, W, b, X):
+        """``classes_``, ``coef_`` and ``intercept_`` in the float dtype of the
+        computation on X (float32 only for float32 data, as scikit-learn)."""
+        dtype = _float_dtype(X)
+        self.classes_ = classes
+        self.coef_ = np.array(W, dtype=dtype)
+        self.intercept_ = np.array(b, dtype=dtype) if self.fit_intercept else np.zeros(len(classes), dtype)
 
     @_available_for_sgd
     def partial_fit(self, X, y, classes=None, sample_weight=None):
@@ -1063,7 +1166,8 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix, PackedBits} of shape (n_samples, n_features)
+            Any input kind :meth:`fit` takes.
         y : array-like of shape (n_samples,)
         classes : array-like, optional
             Every class of the problem; required on the first call.
@@ -1096,15 +1200,7 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
             raise ValueError(f"y holds labels not in classes: {np.unique(y[unseen]).tolist()}")
         y_encoded = np.ascontiguousarray(np.searchsorted(all_classes, y), dtype=np.int64)
         sample_weight = self._check_sample_weight(sample_weight, X)
-        class_weights = _class_weights(self.class_weight, all_classes, y_encoded, sample_weight)
-        if class_weights is not None:
-            per_sample = class_weights[y_encoded]
-            sample_weight = per_sample if sample_weight is None else sample_weight * per_sample
-            sample_weight = as_sample_weight(sample_weight, X.shape[0], "sample_weight * class_weight")
-        total = float(X.shape[0]) if sample_weight is None else float(sample_weight.sum())
-        if not total > 0:
-            raise ValueError("The sample weights (times the class weights) sum to zero")
-        l2 = 0.0 if np.isinf(self.C) else 1.0 / (float(self.C) * total)
+        sample_weight, l2 = self._training_weights(all_classes, y_encoded, sample_weight, X.shape[0])
         n_classes = len(all_classes)
         if first:
             W = np.zeros((n_classes, X.shape[1]))
@@ -1115,66 +1211,51 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
         else:
             W = np.array(self.coef_, dtype=np.float64)
             b = np.array(self.intercept_, dtype=np.float64)
-        from ._sgd import sgd_train
-
-        result = sgd_train(
-            _functions.features_of(X, W), y_encoded, sample_weight, W, b if self.fit_intercept else None,
-            l2=l2, batch_size=int(self.batch_size), max_epochs=1, tol=float(self.tol),
+        result = self._run_sgd(
+            X, y_encoded, sample_weight, W, b, l2, max_epochs=1,
             learning_rate=self.learning_rate if self.learning_rate != "adaptive" else "constant",
-            eta0=float(self.eta0), momentum=float(self.momentum), shuffle=bool(self.shuffle),
-            random_state=self._sgd_seed(), state=self._sgd_state,
+            early_stopping=False, state=self._sgd_state,
         )
         if result.diverged:
             warnings.warn("SGD diverged (non-finite parameters); the last finite parameters are kept.",
                           ConvergenceWarning, stacklevel=2)
-        self.classes_ = all_classes
-        self.coef_ = np.array(W, dtype=X.dtype)
-        self.intercept_ = np.array(b, dtype=X.dtype) if self.fit_intercept else np.zeros(n_classes, X.dtype)
+        self._set_model(all_classes, W, b, X)
         self.n_iter_ += result.n_epochs
         self.loss_curve_ = list(self.loss_curve_) + result.loss_curve
         return self
 
-    def _sgd_seed(self):
-        seed = self.random_state
-        if isinstance(seed, np.random.RandomState):
-            return int(seed.randint(np.iinfo(np.int32).max))
-        if seed is not None and not isinstance(seed, (numbers.Integral, np.random.Generator)):
-            raise ValueError(f"random_state must be None, an integer or a numpy random generator; got {seed!r}")
-        return seed
+    def _run_sgd(self, X, y_encoded, sample_weight, W, b, l2, **options):
+        """``sgd_train`` with the estimator's parameters (``options`` override them)."""
+        from ._sgd import sgd_train
+
+        settings = dict(
+            l2=l2,
+            batch_size=int(self.batch_size),
+            max_epochs=int(self.max_iter),
+            tol=float(self.tol),
+            learning_rate=self.learning_rate,
+            eta0=float(self.eta0),
+            momentum=float(self.momentum),
+            shuffle=bool(self.shuffle),
+            early_stopping=bool(self.early_stopping),
+            validation_fraction=float(self.validation_fraction),
+            n_iter_no_change=int(self.n_iter_no_change),
+            random_state=self.random_state,
+        )
+        settings.update(options)
+        bias = b if self.fit_intercept else None
+        with _single_threaded_blas():
+            return sgd_train(_functions.features_of(X, W), y_encoded, sample_weight, W, bias, **settings)
 
     def _fit_sgd(self, X, y_encoded, sample_weight, classes, W, b, l2):
         """Mini-batch SGD; each epoch runs in compiled code (see ``csoftmax._sgd``)."""
-        from ._sgd import sgd_train
-
-        seed = self._sgd_seed()
         verbose = self.verbose
 
         def report(epoch, loss):
             if verbose:
                 print(f"iteration {epoch}: objective {loss:.10g}")
 
-        bias = b if self.fit_intercept else None
-        with _single_threaded_blas():
-            result = sgd_train(
-                _functions.features_of(X, W),
-                y_encoded,
-                sample_weight,
-                W,
-                bias,
-                l2=l2,
-                batch_size=int(self.batch_size),
-                max_epochs=int(self.max_iter),
-                tol=float(self.tol),
-                learning_rate=self.learning_rate,
-                eta0=float(self.eta0),
-                momentum=float(self.momentum),
-                shuffle=bool(self.shuffle),
-                early_stopping=bool(self.early_stopping),
-                validation_fraction=float(self.validation_fraction),
-                n_iter_no_change=int(self.n_iter_no_change),
-                random_state=seed,
-                epoch_callback=report,
-            )
+        result = self._run_sgd(X, y_encoded, sample_weight, W, b, l2, epoch_callback=report)
         if result.diverged:
             warnings.warn(
                 f"SGD diverged in epoch {result.n_epochs} (non-finite parameters); the last finite "
@@ -1188,9 +1269,7 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        self.classes_ = classes
-        self.coef_ = np.array(W, dtype=X.dtype)
-        self.intercept_ = np.array(b, dtype=X.dtype) if self.fit_intercept else np.zeros(len(classes), X.dtype)
+        self._set_model(classes, W, b, X)
         self.n_iter_ = result.n_epochs
         self.loss_curve_ = result.loss_curve
         return self
@@ -1213,9 +1292,7 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
         """
         self._check_is_fitted()
         X = self._check_X(X, reset=False)
-        coef = self.coef_.astype(X.dtype, copy=False)
-        scores = X @ coef.T
-        scores += self.intercept_.astype(X.dtype, copy=False)
+        scores = _logits(X, self.coef_, self.intercept_)
         if scores.shape[1] == 2:
             return scores[:, 1] - scores[:, 0]
         return scores
@@ -1248,8 +1325,7 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
         """
         self._check_is_fitted()
         X = self._check_X(X, reset=False)
-        scores = X @ self.coef_.astype(X.dtype, copy=False).T
-        scores += self.intercept_.astype(X.dtype, copy=False)
+        scores = _logits(X, self.coef_, self.intercept_)
         return _functions.log_softmax(scores, n_threads=self.n_threads)
 
     def predict(self, X):
