@@ -424,6 +424,21 @@ class _Objective:
             g[self.n_coef :] = grad_b
         return g
 
+    def evaluate(self, W, b):
+        """``(F, grad_W F, grad_b F)`` at ``(W, b)`` in the model's coordinates (overridable)."""
+        return _functions.loss_and_gradient(
+            W,
+            self.X,
+            self.y,
+            b,
+            sample_weight=self.sample_weight,
+            l2=self.l2,
+            reduction="mean",
+            n_threads=self.n_threads,
+            grad_W_out=self.grad_W,
+            grad_b_out=self.grad_b,
+        )
+
     def loss_gradient(self, theta):
         """``(F, grad_theta F)``; ``(inf, 0)`` where the logits overflow, so that line searches back off."""
         cache = self._cache
@@ -433,18 +448,7 @@ class _Objective:
         try:
             if not (np.isfinite(W).all() and (b is None or np.isfinite(b).all())):
                 raise ValueError("non-finite parameters")
-            loss, grad_W, grad_b = _functions.loss_and_gradient(
-                W,
-                self.X,
-                self.y,
-                b,
-                sample_weight=self.sample_weight,
-                l2=self.l2,
-                reduction="mean",
-                n_threads=self.n_threads,
-                grad_W_out=self.grad_W,
-                grad_b_out=self.grad_b,
-            )
+            loss, grad_W, grad_b = self.evaluate(W, b)
         except ValueError:
             # X, y and the weights were checked before fitting, so the only
             # failure left is a non-finite result: too large parameters.
