@@ -18,6 +18,9 @@ What it does, and why:
 
 Environment switches: ``CSOFTMAX_NO_OPENMP=1`` forces the serial build,
 ``CSOFTMAX_DEBUG=1`` builds with ``-O0 -g``.
+``CSOFTMAX_SANITIZE=1`` builds with AddressSanitizer and UndefinedBehaviorSanitizer
+(``-O1 -g -fsanitize=address,undefined``; GCC or Clang only); run the tests with
+``.ci/sanitize.sh``, which preloads the sanitizer runtime into Python.
 """
 
 import glob
@@ -143,6 +146,10 @@ class BuildExt(build_ext):
         else:
             base_flags = ["-O0", "-g"] if debug else ["-O3"]
             base_flags += ["-fno-math-errno", "-Wno-unreachable-code"]
+        sanitize = []
+        if _env_flag("CSOFTMAX_SANITIZE") and compiler.compiler_type != "msvc":
+            sanitize = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
+            base_flags = ["-O1", "-g"] + base_flags[2 if debug else 1 :] + sanitize
 
         omp_compile, omp_link = [], []
         if _env_flag("CSOFTMAX_NO_OPENMP"):
@@ -169,7 +176,7 @@ class BuildExt(build_ext):
             if isa not in isa_flags:
                 continue
             ext.extra_compile_args = base_flags + omp_compile + isa_flags[isa]
-            ext.extra_link_args = omp_link + (["-g"] if debug and compiler.compiler_type != "msvc" else [])
+            ext.extra_link_args = omp_link + (["-g"] if debug and compiler.compiler_type != "msvc" else []) + sanitize
             kept.append(ext)
         self.extensions = kept
         build_ext.build_extensions(self)

@@ -14,15 +14,24 @@ and row chunks that are ``PackedBits`` or scipy sparse matrices in
 
 import numpy as np
 
-try:
-    import dask
-    import dask.array as da
-    from distributed import default_client, wait
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        "csoftmax.dask needs Dask: install the 'dask' extra, pip install 'csoftmax[dask]' "
-        "(dask[array] and distributed)"
-    ) from exc
+
+def _require_dask():
+    """Fail on import with the name of the extra when Dask is missing."""
+    try:
+        import dask  # noqa: F401
+        import distributed  # noqa: F401
+    except ImportError as error:  # pragma: no cover - exercised only without the extra
+        raise ImportError(
+            "csoftmax.dask needs Dask: install the 'dask' extra, pip install 'csoftmax[dask]' "
+            "(dask[array] and distributed)"
+        ) from error
+
+
+_require_dask()
+
+import dask  # noqa: E402
+import dask.array as da  # noqa: E402
+from distributed import default_client, wait  # noqa: E402
 
 from . import _estimator, _functions
 from ._validation import check_l2, check_reduction, weight_total

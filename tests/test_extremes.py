@@ -1,0 +1,68 @@
+"""Extreme sizes and values: 64-bit index arithmetic, tiny and wide shapes, float32 limits."""
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+
+import csoftmax
+
+
+def _reference_loss(W, x_row, n, label):
+    z = W @ x_row
+    return n * (z[label] - logsumexp(z))
+
+
+def test_more_than_2_31_elements_through_a_broadcast_X():
+    # N x D = 2^31 without allocating it: every row is the same view.
+    N, D, K = 2**16, 2**15, 2
+    row = np.linspace(-1.0, 1.0, D)
+    X = np.broadcast_to(row[None, :], (N, D))
+    assert X.strides == (0, 8) and N * D >= 2**31
+    W = np.vstack([row, -row]) * 1e-3
+    y = np.ones(N, dtype=np.int64)
+    loss = csoftmax.log_likelihood(W, X, y)
+    np.testing.assert_allclose(loss, _reference_loss(W, row, N, 1), rtol=1e-9)
+
+
+@pytest.mark.parametrize("K", [1, 2, 1000])
+@pytest.mark.parametrize("N,D", [(1, 1), (1, 7), (9, 1), (33, 5)])
+def test_small_and_wide_shapes(N, D, K):
+    rng = np.random.default_rng(N * 1000 + D * 10 + K)
+    X, W, b = rng.normal(size=(N, D)), rng.normal(size=(K, D)), rng.normal(size=K)
+    y = rng.integers(0, K, N)
+    Z = X @ W.T + b
+    expected = logsumexp(Z, axis=1)
+    np.testing.assert_allclose(csoftmax.logsumexp(Z), expected, rtol=1e-12)
+    P = csoftmax.predict_proba(W, X, b)
+    np.testing.assert_allclose(P, np.exp(Z - expected[:, None]), rtol=1e-10, atol=1e-300)
+    loss = csoftmax.log_likelihood(W, X, y, b)
+    np.testing.assert_allclose(loss, np.sum(Z[np.arange(N), y] - expected), rtol=1e-10, atol=1e-12)
+    if K == 1:
+        assert np.all(P == 1.0) and loss == 0.0
+
+
+def test_float32_logits_near_the_float32_limit():
+    big = np.finfo(np.float32).max
+    Z = np.array([[big, big * 0.5, -big], [-big, -big, -big], [big, big, big]], dtype=np.float32)
+    expected = logsumexp(Z.astype(np.float64), axis=1)
+    out = csoftmax.logsumexp(Z)
+    # The exact value of the first and last rows is above float32's max: inf is the right answer.
+    np.testing.assert_allclose(out.astype(np.float64)[1], expected[1], rtol=1e-6)
+    P = csoftmax.softmax(Z)
+    assert np.all(np.isfinite(P))
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(P[0], [1.0, 0.0, 0.0], atol=1e-7)
+    np.testing.assert_allclose(P[2], [1 / 3] * 3, rtol=1e-6)
+
+
+def test_packed_bits_with_2_16_features():
+    rng = np.random.default_rng(5)
+    N, D, K = 6, 2**16, 3
+    dense = rng.random((N, D)) < 0.01
+    packed = csoftmax.pack_bits(dense)
+    assert packed.n_features == D
+    W = rng.normal(size=(K, D))
+    y = rng.integers(0, K, N)
+    Xf = dense.astype(np.float64)
+    np.testing.assert_allclose(csoftmax.predict_proba(W, packed), csoftmax.predict_proba(W, Xf), rtol=1e-12)
+    np.testing.assert_allclose(csoftmax.log_likelihood(W, packed, y), csoftmax.log_likelihood(W, Xf, y), rtol=1e-12)
