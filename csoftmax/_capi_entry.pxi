@@ -15,40 +15,6 @@ cdef enum:
     STATUS_BAD_ARGUMENT = 16
 
 
-cdef int capi_model(Model* m, const floating* W, Py_ssize_t K, Py_ssize_t D, Py_ssize_t ldw,
-                    const floating* b) noexcept nogil:
-    """Float64 copies of W (K x D, rows ldw apart) and b for the dense kinds.
-
-    Same contract as ``model_new``: 0, -1 when memory is short, 1 when W or b
-    holds NaN or inf.  The caller frees with ``model_free``.
-    """
-    cdef Py_ssize_t k, i
-    cdef double check = 0.0
-    m.K = K
-    m.D = D
-    m.ldz = csm_padded(K)
-    m.WT = NULL
-    m.Ws = NULL
-    m.W = <double*> malloc((K * D + K + 1) * sizeof(double))
-    if m.W == NULL:
-        return -1
-    if floating is float:
-        m.Ws = <float*> malloc((K * D + 1) * sizeof(float))
-        if m.Ws == NULL:
-            model_free(m)
-            return -1
-    m.bias = m.W + K * D
-    for k in range(K):
-        for i in range(D):
-            m.W[k * D + i] = W[k * ldw + i]
-            if floating is float:
-                m.Ws[k * D + i] = W[k * ldw + i]
-            check += m.W[k * D + i] - m.W[k * D + i]   # NaN for NaN or inf
-        m.bias[k] = b[k] if b != NULL else 0.0
-        check += m.bias[k] - m.bias[k]
-    return 0 if check == 0.0 else 1
-
-
 cdef inline Source capi_source(const floating* X, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t D) noexcept nogil:
     cdef Source src
     src.kind = KIND_F64 if floating is double else KIND_F32
@@ -125,7 +91,7 @@ cdef int capi_loss_gradient(
     if sums == NULL:
         return STATUS_NO_MEMORY
     memset(sums, 0, (1 + K * D + K) * sizeof(double))
-    ok_model = capi_model(&model, W, K, D, ldw, b)
+    ok_model = model_from(&model, W, K, D, ldw, 1, b, False, -INFINITY)
     if ok_model < 0:
         free(sums)
         return STATUS_NO_MEMORY
@@ -170,7 +136,7 @@ cdef int capi_predict(
         return STATUS_BAD_ARGUMENT
     if N * (D + K) < MIN_ELEMENTS_PARALLEL:
         nt = 1
-    ok_model = capi_model(&model, W, K, D, ldw, b)
+    ok_model = model_from(&model, W, K, D, ldw, 1, b, False, -INFINITY)
     if ok_model != 0:
         if ok_model > 0:
             model_free(&model)

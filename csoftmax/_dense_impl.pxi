@@ -438,16 +438,17 @@ cdef inline Py_ssize_t n_partitions(Py_ssize_t N, Py_ssize_t per_partition_doubl
     return n_parts
 
 
-cdef int model_new(Model* m, const floating[:, :] W, const floating[::1] b, bint transposed,
-                   double padding) noexcept nogil:
-    """Float64 copies of W (K x D) and b (zeros when None); with ``transposed``
+cdef int model_from(Model* m, const floating* W, Py_ssize_t K, Py_ssize_t D,
+                    Py_ssize_t sw0, Py_ssize_t sw1,         # element strides of W
+                    const floating* b, bint transposed, double padding) noexcept nogil:
+    """Float64 copies of W (K x D) and b (zeros when NULL); with ``transposed``
     also W^T padded to ldz columns followed by b padded with ``padding``.
 
     Returns 0, -1 when memory is short, or 1 (copies made) when W or b holds
     NaN or inf: the parameters are small, so they are checked here, while
     non-finite X is detected from the results.
     """
-    cdef Py_ssize_t K = W.shape[0], D = W.shape[1], k, i
+    cdef Py_ssize_t k, i
     cdef double check = 0.0
     m.K = K
     m.D = D
@@ -465,17 +466,17 @@ cdef int model_new(Model* m, const floating[:, :] W, const floating[::1] b, bint
             return -1
         for k in range(K):
             for i in range(D):
-                m.Ws[k * D + i] = W[k, i]
+                m.Ws[k * D + i] = W[k * sw0 + i * sw1]
     m.bias = m.W + K * D
-    if floating is double and K * D > 0 and W.strides[1] == sizeof(double) and W.strides[0] == D * sizeof(double):
-        check = csm_copy_check(&W[0, 0], K * D, m.W)
+    if floating is double and K * D > 0 and sw1 == 1 and sw0 == D:
+        check = csm_copy_check(W, K * D, m.W)
     else:
         for k in range(K):
             for i in range(D):
-                m.W[k * D + i] = W[k, i]
+                m.W[k * D + i] = W[k * sw0 + i * sw1]
                 check += m.W[k * D + i] - m.W[k * D + i]   # NaN for NaN or inf
     for k in range(K):
-        m.bias[k] = b[k] if b is not None else 0.0
+        m.bias[k] = b[k] if b != NULL else 0.0
         check += m.bias[k] - m.bias[k]
     if transposed:
         m.WT = <double*> malloc(((D + 1) * m.ldz + 1) * sizeof(double))
@@ -491,6 +492,15 @@ cdef int model_new(Model* m, const floating[:, :] W, const floating[::1] b, bint
         for k in range(m.ldz):
             m.WT[D * m.ldz + k] = m.bias[k] if k < K else padding
     return 0 if check == 0.0 else 1
+
+
+cdef int model_new(Model* m, const floating[:, :] W, const floating[::1] b, bint transposed,
+                   double padding) noexcept nogil:
+    """:func:`model_from` for memoryviews (b may be None)."""
+    cdef Py_ssize_t K = W.shape[0], D = W.shape[1]
+    return model_from(m, &W[0, 0] if K * D > 0 else NULL, K, D,
+                      W.strides[0] // <Py_ssize_t> sizeof(floating), W.strides[1] // <Py_ssize_t> sizeof(floating),
+                      &b[0] if (b is not None and K > 0) else NULL, transposed, padding)
 
 
 cdef void model_free(Model* m) noexcept nogil:
