@@ -22,6 +22,7 @@ cdef inline Source capi_source(const floating* X, Py_ssize_t s0, Py_ssize_t s1, 
     src.s0 = s0
     src.s1 = s1
     src.D = D
+    src.group_bits = 0
     src.indices = NULL
     src.indptr = NULL
     return src
@@ -40,6 +41,7 @@ cdef int capi_softmax(const floating* Z, Py_ssize_t N, Py_ssize_t K, Py_ssize_t 
         nt = 1
     shape_only.kind = KIND_F64      # scratch for rows of Z only: no pack buffer
     shape_only.D = 0
+    shape_only.group_bits = 0
     if nt <= 1:
         scratch = scratch_new(&shape_only, csm_padded(K))
         if scratch == NULL:

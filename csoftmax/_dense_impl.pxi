@@ -57,6 +57,9 @@ cdef enum:
     MAX_PARTS = 64
     # Cap on the doubles held by all partial gradients together (8 MiB).
     PARTIAL_BUDGET = 1 << 20
+    # Largest group table (doubles) for bit-packed rows: 264 KiB, which stays
+    # in L2 next to its histogram (byte groups: D = 64 with up to 16 classes).
+    GROUP_TABLE_MAX = 33792
     # Row-wise functions go parallel only above this many elements.
     MIN_ELEMENTS_PARALLEL = 1 << 15
 
@@ -123,6 +126,15 @@ cdef extern from "_kernels.h" nogil:
                          const double* WT, Py_ssize_t ldz, const double* bias, double* Z)
     void csm_bits_accumulate(const uint64_t* words, Py_ssize_t ldb, Py_ssize_t n_rows, Py_ssize_t D,
                              const double* R, Py_ssize_t ldz, double* GT)
+    Py_ssize_t csm_group_size(Py_ssize_t D, int gb, Py_ssize_t K)
+    Py_ssize_t csm_group_ldg(Py_ssize_t K)
+    void csm_group_tables(const double* WT, Py_ssize_t ldz, Py_ssize_t D, Py_ssize_t K, int gb,
+                          const double* bias, double* TB)
+    void csm_group_logits(const uint64_t* words, Py_ssize_t ldb, Py_ssize_t n_rows, Py_ssize_t D, int gb,
+                          const double* TB, Py_ssize_t K, double* Z, Py_ssize_t ldc)
+    void csm_group_accumulate(const uint64_t* words, Py_ssize_t ldb, Py_ssize_t n_rows, Py_ssize_t D, int gb,
+                              const double* R, Py_ssize_t K, Py_ssize_t ldc, double* H)
+    void csm_group_fold(double* H, Py_ssize_t D, Py_ssize_t K, int gb, double* GT, Py_ssize_t ldz)
 
 # What a partition computes.
 cdef enum:
@@ -155,6 +167,7 @@ cdef struct Model:
     double* W         # K x D, row-major (dense kinds)
     double* bias      # K
     double* WT        # D x ldz transposed, then ldz bias padded with -inf (bits kind)
+    double* TB        # group tables of WT and the bias (bits kind, when they pay), or NULL
     float* Ws         # K x D float32 copy (float32 X)
 
 
@@ -165,6 +178,8 @@ cdef struct Source:
     Py_ssize_t s0     # row stride in elements (dense) or words per row (bits)
     Py_ssize_t s1     # feature stride in elements (dense)
     Py_ssize_t D
+    int group_bits    # bits kind: 4 or 8 when logits and gradient go through group tables, else 0
+    Py_ssize_t n_classes  # K, with group tables (they are sized by it)
     const int64_t* indices   # CSR column indices (data holds the values)
     const int64_t* indptr    # CSR row pointers
 
@@ -186,6 +201,7 @@ cdef struct Scratch:
     double* col_sum   # K x CSM_VL lane sums of the residuals (intercept gradient)
     double* loss_lanes  # CSM_VL lane sums of the loss
     double* GT        # D x ldz gradient accumulator, transposed (bits and sparse kinds)
+    double* H         # group histograms of the residuals (bits kind with tables), or NULL
 
 
 cdef inline Py_ssize_t whole_lines(Py_ssize_t n_doubles) noexcept nogil:
@@ -205,7 +221,8 @@ cdef Scratch* scratch_new(const Source* src, Py_ssize_t ldz) noexcept nogil:
     cdef Py_ssize_t n_chunk = whole_lines(rows * ldz)
     cdef Py_ssize_t n_rowwise = whole_lines(4 * rows + (ldz + 1) * CSM_VL)
     cdef Py_ssize_t n_gt = whole_lines(src.D * ldz + 1) if transposed else 0
-    cdef Py_ssize_t n_total = n_pack + 2 * n_chunk + (n_chunk if transposed else 0) + n_rowwise + n_gt
+    cdef Py_ssize_t n_hist = whole_lines(csm_group_size(src.D, src.group_bits, src.n_classes)) if src.group_bits else 0
+    cdef Py_ssize_t n_total = n_pack + 2 * n_chunk + (n_chunk if transposed else 0) + n_rowwise + n_gt + n_hist
     cdef char* block = <char*> malloc(sizeof(Scratch) + 64 + n_total * sizeof(double))
     cdef Scratch* s = <Scratch*> block
     cdef double* next_free
@@ -223,6 +240,8 @@ cdef Scratch* scratch_new(const Source* src, Py_ssize_t ldz) noexcept nogil:
     s.row_sum = next_free
     next_free += n_rowwise
     s.GT = next_free if transposed else NULL
+    next_free += n_gt
+    s.H = next_free if src.group_bits else NULL
     s.n_bad_index = 0
     s.row_log = s.row_sum + rows
     s.row_a = s.row_sum + 2 * rows
@@ -290,6 +309,8 @@ cdef void source_logits(const Source* src, Scratch* s, Py_ssize_t n_rows,
         csm_logits_s(<const float*> s.Xc, s.ld, n_rows, src.D, m.Ws, m.W, src.D, m.K, m.bias, Z, 1, CSM_CHUNK)
     elif src.kind == KIND_U8:
         csm_logits_u8(<const uint8_t*> s.Xc, s.ld, n_rows, src.D, m.W, src.D, m.K, m.bias, Z, 1, CSM_CHUNK)
+    elif m.TB != NULL:
+        csm_group_logits(<const uint64_t*> s.Xc, s.ld, n_rows, src.D, src.group_bits, m.TB, m.K, Z, CSM_CHUNK)
     else:
         # These kernels add weight rows per stored entry or set bit: row-major in T.
         if src.kind == KIND_CSR:
@@ -313,6 +334,8 @@ cdef void source_rank_update(const Source* src, Scratch* s, Py_ssize_t n_rows, P
         csm_rank_update_s(<const float*> s.Xc, s.ld, n_rows, src.D, R, 1, CSM_CHUNK, K, G, src.D)
     elif src.kind == KIND_U8:
         csm_rank_update_u8(<const uint8_t*> s.Xc, s.ld, n_rows, src.D, R, 1, CSM_CHUNK, K, G, src.D)
+    elif s.H != NULL:
+        csm_group_accumulate(<const uint64_t*> s.Xc, s.ld, n_rows, src.D, src.group_bits, R, K, CSM_CHUNK, s.H)
     else:
         csm_classes_to_rows(R, CSM_CHUNK, n_rows, K, s.T, ldz)
         if src.kind == KIND_CSR:
@@ -372,6 +395,8 @@ cdef int partition_work(
         memset(G, 0, K * D * sizeof(double))
         if scratch.GT != NULL:
             memset(scratch.GT, 0, D * ldz * sizeof(double))
+        if scratch.H != NULL:
+            memset(scratch.H, 0, csm_group_size(D, src.group_bits, K) * sizeof(double))
     while r0 < row_end:
         n_rows = min(<Py_ssize_t> CSM_CHUNK, row_end - r0)
         n_padded = (n_rows + CSM_VL - 1) // CSM_VL * CSM_VL
@@ -413,6 +438,8 @@ cdef int partition_work(
     if mode != MODE_LOSS:
         for k in range(K):
             gb[k] = csm_lane_sum(scratch.col_sum + k * CSM_VL)
+        if scratch.H != NULL:
+            csm_group_fold(scratch.H, D, K, src.group_bits, scratch.GT, ldz)
         if scratch.GT != NULL:
             for i in range(D):
                 for k in range(K):
@@ -425,9 +452,16 @@ cdef int partition_work(
 # Helpers of the def layer
 # ---------------------------------------------------------------------------
 
-cdef inline Py_ssize_t n_partitions(Py_ssize_t N, Py_ssize_t per_partition_doubles) noexcept nogil:
-    """Number of row partitions: a function of the problem size only, never of threads."""
-    cdef Py_ssize_t n_parts = (N + MIN_ROWS_PER_PART - 1) // MIN_ROWS_PER_PART
+cdef inline Py_ssize_t n_partitions(const Source* src, Py_ssize_t N, Py_ssize_t per_partition_doubles) noexcept nogil:
+    """Number of row partitions: a function of the problem (its size and input
+    kind) only, never of threads."""
+    cdef Py_ssize_t min_rows = MIN_ROWS_PER_PART
+    if src.group_bits:
+        # Each partition zeroes and folds a histogram as big as the tables:
+        # enough rows to keep that to a few percent of the partition's work.
+        min_rows = max(min_rows, 4 * csm_group_size(src.D, src.group_bits, src.n_classes)
+                       // csm_group_ldg(src.n_classes))
+    cdef Py_ssize_t n_parts = (N + min_rows - 1) // min_rows
     cdef Py_ssize_t by_memory = PARTIAL_BUDGET // per_partition_doubles
     if n_parts > MAX_PARTS:
         n_parts = MAX_PARTS
@@ -455,6 +489,7 @@ cdef int model_from(Model* m, const floating* W, Py_ssize_t K, Py_ssize_t D,
     m.ldz = csm_padded(K)
     m.W = <double*> malloc((K * D + K + 1) * sizeof(double))
     m.WT = NULL
+    m.TB = NULL
     m.Ws = NULL
     if m.W == NULL:
         return -1
@@ -506,10 +541,46 @@ cdef int model_new(Model* m, const floating[:, :] W, const floating[::1] b, bint
 cdef void model_free(Model* m) noexcept nogil:
     free(m.W)
     free(m.WT)
+    free(m.TB)
     free(m.Ws)
     m.W = NULL
     m.WT = NULL
+    m.TB = NULL
     m.Ws = NULL
+
+
+cdef int model_for_source(Model* m, Source* src, Py_ssize_t N, const floating[:, :] W,
+                          const floating[::1] b, double padding) noexcept nogil:
+    """:func:`model_new` in the layout ``src`` wants.  For bit-packed rows it
+    also chooses the group tables (sets ``src.group_bits``) and builds them.
+
+    A table pays when it stays in L2 next to its histogram and the call has
+    enough rows to amortise building it and zeroing and folding a histogram
+    per partition (a few table sizes of work); byte groups halve the lookups
+    and stores per row of nibble groups but are 16x bigger.  Calls of a few
+    rows (training-loop batches) iterate over the set bits instead.
+    """
+    cdef bint transposed = src.kind == KIND_BITS or src.kind == KIND_CSR
+    cdef int ok = model_new(m, W, b, transposed, padding), gb
+    cdef Py_ssize_t size
+    if ok != 0 or src.kind != KIND_BITS:
+        return ok
+    src.group_bits = 0
+    gb = 8
+    while gb >= 4:
+        size = csm_group_size(src.D, gb, m.K)
+        if size <= GROUP_TABLE_MAX and N * m.K >= 4 * size:
+            src.group_bits = gb
+            break
+        gb -= 4
+    if src.group_bits:
+        m.TB = <double*> malloc(size * sizeof(double))
+        if m.TB == NULL:
+            model_free(m)
+            return -1
+        src.n_classes = m.K
+        csm_group_tables(m.WT, m.ldz, src.D, m.K, src.group_bits, m.WT + src.D * m.ldz, m.TB)
+    return 0
 
 
 cdef int run_partitions(
@@ -521,7 +592,7 @@ cdef int run_partitions(
     """Run ``partition_work`` over a fixed partition of the rows and reduce in order."""
     cdef Py_ssize_t K = model.K, D = src.D
     cdef Py_ssize_t part_size = 1 + K * D + K
-    cdef Py_ssize_t n_parts = n_partitions(N, part_size)
+    cdef Py_ssize_t n_parts = n_partitions(src, N, part_size)
     cdef Py_ssize_t rows_per_part = (N + n_parts - 1) // n_parts
     cdef Py_ssize_t p, j, nt
     cdef double* partials
@@ -616,6 +687,7 @@ cdef Source dense_source(const floating[:, :] X) noexcept:
     src.s0 = X.strides[0] // <Py_ssize_t> sizeof(floating)
     src.s1 = X.strides[1] // <Py_ssize_t> sizeof(floating)
     src.D = X.shape[1]
+    src.group_bits = 0
     return src
 
 
@@ -626,6 +698,7 @@ cdef Source bytes_source(const uint8_t[:, :] X) noexcept:
     src.s0 = X.strides[0]
     src.s1 = X.strides[1]
     src.D = X.shape[1]
+    src.group_bits = 0
     return src
 
 
@@ -639,6 +712,7 @@ cdef Source csr_source(const double[::1] values, const int64_t[::1] indices,
     src.s0 = 0
     src.s1 = 1
     src.D = n_features
+    src.group_bits = 0
     return src
 
 
@@ -649,6 +723,7 @@ cdef Source bits_source(const uint64_t[:, ::1] words, Py_ssize_t n_features) noe
     src.s0 = words.shape[1]
     src.s1 = 1
     src.D = n_features
+    src.group_bits = 0
     return src
 
 
@@ -686,7 +761,7 @@ cdef object loss_gradient_core(
         weights_ptr = &weights[0]
     with nogil:
         sums = <double*> malloc((1 + K * D + K) * sizeof(double))
-        ok_model = model_new(&model, W, b, src.kind == KIND_BITS or src.kind == KIND_CSR, -INFINITY)
+        ok_model = model_for_source(&model, src, N, W, b, -INFINITY)
         if ok_model < 0 or sums == NULL:
             status = STATUS_NO_MEMORY
         elif ok_model > 0:
@@ -788,8 +863,8 @@ cdef object hessian_core(
         weights_ptr = &weights[0]
     with nogil:
         sums = <double*> malloc((1 + K * D + K) * sizeof(double))
-        ok_model = model_new(&model, W, b, src.kind == KIND_BITS or src.kind == KIND_CSR, -INFINITY)
-        ok_direction = model_new(&direction, V, Vb, src.kind == KIND_BITS or src.kind == KIND_CSR, 0.0)
+        ok_model = model_for_source(&model, src, N, W, b, -INFINITY)
+        ok_direction = model_for_source(&direction, src, N, V, Vb, 0.0)
         if ok_model < 0 or ok_direction < 0 or sums == NULL:
             status = STATUS_NO_MEMORY
         elif ok_model > 0 or ok_direction > 0:
@@ -887,7 +962,7 @@ cdef object predict_core(
     if N * (D + K) < MIN_ELEMENTS_PARALLEL:
         nt = 1
     with nogil:
-        ok_model = model_new(&model, W, b, src.kind == KIND_BITS or src.kind == KIND_CSR, -INFINITY)
+        ok_model = model_for_source(&model, src, N, W, b, -INFINITY)
         if ok_model < 0:
             status = STATUS_NO_MEMORY
         elif ok_model > 0:
@@ -1020,6 +1095,7 @@ def rowwise(
         nt = 1
     shape_only.kind = KIND_F64      # scratch for rows of Z only: no pack buffer
     shape_only.D = 0
+    shape_only.group_bits = 0
     with nogil:
         if nt <= 1:
             scratch = scratch_new(&shape_only, csm_padded(K))
@@ -1171,6 +1247,7 @@ cdef object sgd_epoch_core(
     batch.s0 = n_words if src.kind == KIND_BITS else D
     batch.s1 = 1
     batch.D = D
+    batch.group_bits = 0   # tables do not pay for a batch of rows
     with nogil:
         rows = malloc(batch_size * (n_words * 8 if src.kind == KIND_BITS else D * itemsize) + 64)
         batch_labels = <int64_t*> malloc(batch_size * sizeof(int64_t))
@@ -1183,6 +1260,7 @@ cdef object sgd_epoch_core(
         model.W = &W[0, 0]
         model.bias = &b[0] if b is not None else zero_bias
         model.WT = <double*> malloc(((D + 1) * ldz + 1) * sizeof(double)) if src.kind == KIND_BITS else NULL
+        model.TB = NULL          # set-bit kernels: tables do not pay for a batch
         model.Ws = <float*> malloc((K * D + 1) * sizeof(float)) if src.kind == KIND_F32 else NULL
         scratch = scratch_new(&batch, ldz)
         if (rows == NULL or batch_labels == NULL or batch_weights == NULL or partial == NULL

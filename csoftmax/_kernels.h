@@ -637,6 +637,211 @@ static void csm_bits_accumulate(const uint64_t* words, ptrdiff_t ldb, ptrdiff_t 
     }
 }
 
+/* Group tables.  Dense bits (binarized digits set ~40% of their pixels)
+ * make the set-bit loops above pay a branch misprediction per row and one
+ * vector add per set bit.  Instead, each group j of gb features (gb = 4 or 8)
+ * gets a table of its 2^gb bit patterns v: TB[j, v] = sum of the weight
+ * columns of the features set in v (the bias folded into group 0), so a
+ * row's logits are ceil(D / gb) branch-free lookups.  The gradient mirrors
+ * it: a residual row is added to one histogram row H[j, v] per group, and
+ * the histogram is folded into GT once per partition.  Wider groups mean
+ * fewer lookups and stores per row (the stores bound the gradient) but 16x
+ * bigger tables, so the callers choose gb from the table size and the number
+ * of rows.
+ *
+ * Table rows hold ldg = K rounded up to 4 doubles and are worked on 4 lanes
+ * at a time whatever the instruction set: rounding K = 10 up to 12 rather
+ * than to a whole AVX-512 vector (16) moves a quarter fewer bytes through
+ * L1/L2, which bound these kernels.  Four rows are done together, so the
+ * logits and residuals go to and from the class-major chunk with 4 x 4
+ * register transposes instead of a scalar round trip through memory.
+ *
+ * Groups are CSM_GROUP_STRIDE(gb, ldg) doubles apart: one spare cache line
+ * per group keeps the histogram rows of different groups off the same offset
+ * modulo 4 KiB, where a load looks like it depends on an unrelated earlier
+ * store (4K aliasing) and waits. */
+#define CSM_GROUP_STRIDE(gb, ldg) (((ptrdiff_t)1 << (gb)) * (ldg) + 8)
+
+#if CSM_VECTOR_EXT
+typedef double csm_v4 __attribute__((vector_size(32), aligned(8)));
+CSM_INLINE csm_v4 csm_v4_load(const double* p) { csm_v4 v; memcpy(&v, p, sizeof v); return v; }
+CSM_INLINE void csm_v4_store(double* p, csm_v4 v) { memcpy(p, &v, sizeof v); }
+CSM_INLINE csm_v4 csm_v4_add(csm_v4 a, csm_v4 b) { return a + b; }
+#define CSM_V4(a, b, c, d) ((csm_v4){(a), (b), (c), (d)})
+#define CSM_V4_LANE(v, l) ((v)[l])
+#else
+typedef struct { double d[4]; } csm_v4;
+CSM_INLINE csm_v4 csm_v4_load(const double* p) { csm_v4 v; memcpy(&v, p, sizeof v); return v; }
+CSM_INLINE void csm_v4_store(double* p, csm_v4 v) { memcpy(p, &v, sizeof v); }
+CSM_INLINE csm_v4 csm_v4_add(csm_v4 a, csm_v4 b) {
+    for (int l = 0; l < 4; l++) a.d[l] += b.d[l];
+    return a;
+}
+CSM_INLINE csm_v4 csm_v4_make(double a, double b, double c, double d) {
+    csm_v4 v; v.d[0] = a; v.d[1] = b; v.d[2] = c; v.d[3] = d; return v;
+}
+#define CSM_V4(a, b, c, d) csm_v4_make((a), (b), (c), (d))
+#define CSM_V4_LANE(v, l) ((v).d[l])
+#endif
+
+/* m[i][c] -> m[c][i] for a 4 x 4 block held in registers. */
+CSM_INLINE void csm_v4_transpose(csm_v4 m[4])
+{
+    const csm_v4 a = m[0], b = m[1], c = m[2], d = m[3];
+    for (int l = 0; l < 4; l++)
+        m[l] = CSM_V4(CSM_V4_LANE(a, l), CSM_V4_LANE(b, l), CSM_V4_LANE(c, l), CSM_V4_LANE(d, l));
+}
+
+static ptrdiff_t csm_group_ldg(ptrdiff_t K) { return (K + 3) / 4 * 4; }
+
+static ptrdiff_t csm_group_size(ptrdiff_t D, int gb, ptrdiff_t K)
+{
+    return (D + gb - 1) / gb * CSM_GROUP_STRIDE(gb, csm_group_ldg(K));
+}
+
+/* The tables of the K classes' weight columns WT (D x ldz, transposed) and bias. */
+static void csm_group_tables(const double* WT, ptrdiff_t ldz, ptrdiff_t D, ptrdiff_t K, int gb,
+                             const double* bias, double* TB)
+{
+    const ptrdiff_t n_groups = (D + gb - 1) / gb, n_patterns = (ptrdiff_t)1 << gb;
+    const ptrdiff_t ldg = csm_group_ldg(K);
+    for (ptrdiff_t j = 0; j < n_groups; j++) {
+        double* t = TB + j * CSM_GROUP_STRIDE(gb, ldg);
+        for (ptrdiff_t k = 0; k < ldg; k++) t[k] = (j == 0 && k < K) ? bias[k] : 0.0;
+        for (ptrdiff_t v = 1; v < n_patterns; v++) {
+            /* pattern v = pattern v without its lowest bit, plus that feature */
+            const ptrdiff_t f = gb * j + CSM_CTZ64((uint64_t)v);
+            const double* rest = t + (v & (v - 1)) * ldg;
+            for (ptrdiff_t k = 0; k < ldg; k++)
+                t[v * ldg + k] = rest[k] + ((f < D && k < K) ? WT[f * ldz + k] : 0.0);
+        }
+    }
+}
+
+/* Four rows' words (the rows past n_rows repeat the last one) and the mask of
+ * the bits at or beyond D in the last word. */
+CSM_INLINE void csm_four_rows(const uint64_t* words, ptrdiff_t ldb, ptrdiff_t r0, ptrdiff_t n_rows,
+                              const uint64_t* rows[4])
+{
+    for (int i = 0; i < 4; i++) rows[i] = words + (r0 + i < n_rows ? r0 + i : n_rows - 1) * ldb;
+}
+
+/* Four rows' pass over the groups for classes [q, q + 4 NQ) (NQ <= 3),
+ * touching each table row whole while it is in L1.  Logits (to_table = 0):
+ * v[b][i] += TB[j, pattern of row i in group j] over the groups.  Gradient
+ * (to_table = 1): H[j, pattern of row i in group j] += v[b][i]. */
+CSM_INLINE void csm_group_walk(const uint64_t* rows[4], ptrdiff_t n_words, uint64_t last_mask,
+                               ptrdiff_t n_groups, int gb, double* table, ptrdiff_t ldg,
+                               csm_v4 v[3][4], const int NQ, const int to_table)
+{
+    const ptrdiff_t stride = CSM_GROUP_STRIDE(gb, ldg), per_word = 64 / gb;
+    const uint64_t mask = ((uint64_t)1 << gb) - 1;
+    double* t = table;
+    ptrdiff_t j = 0;
+    for (ptrdiff_t w = 0; w < n_words; w++) {
+        uint64_t bits[4];
+        for (int i = 0; i < 4; i++) bits[i] = rows[i][w] & (w == n_words - 1 ? last_mask : ~(uint64_t)0);
+        const ptrdiff_t end = n_groups < j + per_word ? n_groups : j + per_word;
+        for (; j < end; j++, t += stride)
+            for (int i = 0; i < 4; i++) {
+                double* tv = t + (ptrdiff_t)(bits[i] & mask) * ldg;
+                for (int b = 0; b < NQ; b++) {
+                    if (to_table)
+                        csm_v4_store(tv + 4 * b, csm_v4_add(csm_v4_load(tv + 4 * b), v[b][i]));
+                    else
+                        v[b][i] = csm_v4_add(v[b][i], csm_v4_load(tv + 4 * b));
+                }
+                bits[i] >>= gb;
+            }
+    }
+}
+
+/* One slab of classes for four rows starting at r0: logits from the tables
+ * into the class-major chunk Z (to_table = 0), or class-major residuals from
+ * Z into the histograms (to_table = 1), through 4 x 4 register transposes. */
+CSM_INLINE void csm_group_slab(const uint64_t* rows[4], ptrdiff_t n_words, uint64_t last_mask,
+                               ptrdiff_t n_groups, int gb, double* table, ptrdiff_t ldg, ptrdiff_t q,
+                               ptrdiff_t K, ptrdiff_t r0, ptrdiff_t n_rows, double* Z, ptrdiff_t ldc,
+                               const int NQ, const int to_table)
+{
+    csm_v4 v[3][4];
+    for (int b = 0; b < NQ; b++) {
+        for (int c = 0; c < 4; c++) {
+            v[b][c] = CSM_V4(0, 0, 0, 0);
+            if (to_table && q + 4 * b + c < K) {
+                const double* zc = Z + (q + 4 * b + c) * ldc + r0;
+                /* rows past n_rows add nothing */
+                v[b][c] = CSM_V4(zc[0], r0 + 1 < n_rows ? zc[1] : 0.0, r0 + 2 < n_rows ? zc[2] : 0.0,
+                                 r0 + 3 < n_rows ? zc[3] : 0.0);
+            }
+        }
+        if (to_table) csm_v4_transpose(v[b]);
+    }
+    csm_group_walk(rows, n_words, last_mask, n_groups, gb, table + q, ldg, v, NQ, to_table);
+    if (!to_table)
+        for (int b = 0; b < NQ; b++) {
+            csm_v4_transpose(v[b]);
+            /* r0 + 3 < ldc (a multiple of 4): lanes past n_rows land on padding rows */
+            for (int c = 0; c < 4 && q + 4 * b + c < K; c++) csm_v4_store(Z + (q + 4 * b + c) * ldc + r0, v[b][c]);
+        }
+}
+
+static void csm_group_rows(const uint64_t* words, ptrdiff_t ldb, ptrdiff_t n_rows, ptrdiff_t D, int gb,
+                           double* table, ptrdiff_t K, double* Z, ptrdiff_t ldc, const int to_table)
+{
+    const ptrdiff_t n_words = (D + 63) / 64, n_groups = (D + gb - 1) / gb, ldg = csm_group_ldg(K);
+    const uint64_t last_mask = (D % 64) ? ((uint64_t)1 << (D % 64)) - 1 : ~(uint64_t)0;
+    for (ptrdiff_t r0 = 0; r0 < n_rows; r0 += 4) {
+        const uint64_t* rows[4];
+        csm_four_rows(words, ldb, r0, n_rows, rows);
+        for (ptrdiff_t q = 0; q < ldg; q += 12) {
+            const ptrdiff_t NQ = (ldg - q) / 4;
+            if (NQ == 1)
+                csm_group_slab(rows, n_words, last_mask, n_groups, gb, table, ldg, q, K, r0, n_rows, Z, ldc, 1, to_table);
+            else if (NQ == 2)
+                csm_group_slab(rows, n_words, last_mask, n_groups, gb, table, ldg, q, K, r0, n_rows, Z, ldc, 2, to_table);
+            else
+                csm_group_slab(rows, n_words, last_mask, n_groups, gb, table, ldg, q, K, r0, n_rows, Z, ldc, 3, to_table);
+        }
+    }
+}
+
+/* Class-major logits Z[k * ldc + r] (k < K) of n_rows rows from the tables. */
+static void csm_group_logits(const uint64_t* words, ptrdiff_t ldb, ptrdiff_t n_rows, ptrdiff_t D, int gb,
+                             const double* TB, ptrdiff_t K, double* Z, ptrdiff_t ldc)
+{
+    csm_group_rows(words, ldb, n_rows, D, gb, (double*)TB, K, Z, ldc, 0);
+}
+
+/* H[group, pattern] += r for the class-major residuals R[k * ldc + r] of n_rows rows. */
+static void csm_group_accumulate(const uint64_t* words, ptrdiff_t ldb, ptrdiff_t n_rows, ptrdiff_t D, int gb,
+                                 const double* R, ptrdiff_t K, ptrdiff_t ldc, double* H)
+{
+    csm_group_rows(words, ldb, n_rows, D, gb, H, K, (double*)R, ldc, 1);
+}
+
+/* GT[f, k] += sum of H[group of f, v, k] (k < K) over the patterns v that set
+ * feature f.  Folds from the top bit down: the patterns with bit i set are
+ * the upper half of the first 2^(i+1) rows once the higher bits have been
+ * folded away (H[v] += H[v + 2^i]), so a group costs 2 (2^gb - 1) row adds,
+ * not gb 2^(gb-1).  H is destroyed (it is zeroed before the next partition). */
+static void csm_group_fold(double* H, ptrdiff_t D, ptrdiff_t K, int gb, double* GT, ptrdiff_t ldz)
+{
+    const ptrdiff_t n_groups = (D + gb - 1) / gb, ldg = csm_group_ldg(K);
+    for (ptrdiff_t j = 0; j < n_groups; j++) {
+        double* h = H + j * CSM_GROUP_STRIDE(gb, ldg);
+        for (int i = gb - 1; i >= 0; i--) {
+            const ptrdiff_t half = (ptrdiff_t)1 << i, f = gb * j + i;
+            if (f < D) {
+                double* g = GT + f * ldz;
+                for (ptrdiff_t v = half; v < 2 * half; v++)
+                    for (ptrdiff_t k = 0; k < K; k++) g[k] += h[v * ldg + k];
+            }
+            for (ptrdiff_t v = 0; v < half * ldg; v++) h[v] += h[v + half * ldg];
+        }
+    }
+}
+
 /* ------------------------------------------------------------------------- */
 /* Sparse rows (CSR)                                                         */
 /* ------------------------------------------------------------------------- */

@@ -72,6 +72,44 @@ def test_every_function_matches_dense(n, d, k, w_dtype, n_threads, rng):
         np.testing.assert_allclose(Hb, ref_Hb, rtol=rtol, atol=rtol * np.abs(ref_Hb).max(), err_msg=name)
 
 
+# Bit-packed rows go through per-call tables of the weights (byte groups
+# when the tables are small and N is large, nibble groups for more classes or
+# fewer rows, set bits for small calls): shapes that reach each, with D not a
+# multiple of the group width, several words per row, K not a multiple of 4
+# and N not a multiple of 4 or of a chunk.
+GROUPED_SHAPES = [
+    (12001, 64, 10),   # byte groups
+    (12001, 61, 3),    # byte groups, partial last group
+    (24001, 130, 3),   # byte groups, three words per row
+    (3001, 64, 17),    # nibble groups (byte tables too big for 17 classes)
+    (8001, 100, 1),    # nibble groups, K = 1
+    (1503, 13, 2),     # nibble groups
+]
+
+
+@pytest.mark.parametrize("n,d,k", GROUPED_SHAPES)
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_packed_group_tables_match_dense(n, d, k, n_threads, rng):
+    Xb, W, b, y = _binary_problem(rng, n, d, k)
+    X_dense = Xb.astype(np.float64)
+    packed = pack_bits(Xb)
+    weights = rng.uniform(0.5, 2.0, n)
+    V, Vb = rng.normal(size=W.shape), rng.normal(size=k)
+    expected = csoftmax.loss_and_gradient(W, X_dense, y, b, sample_weight=weights, l2=0.1)
+    got = csoftmax.loss_and_gradient(W, packed, y, b, sample_weight=weights, l2=0.1, n_threads=n_threads)
+    for e, g in zip(expected, got):
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12 * np.abs(e).max())
+    expected = csoftmax.hessian_product(W, X_dense, V, b, Vb, y=y, sample_weight=weights)
+    got = csoftmax.hessian_product(W, packed, V, b, Vb, y=y, sample_weight=weights, n_threads=n_threads)
+    for e, g in zip(expected, got):
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12 * np.abs(e).max())
+    np.testing.assert_allclose(
+        csoftmax.predict_proba(W, packed, b, n_threads=n_threads), csoftmax.predict_proba(W, X_dense, b),
+        rtol=1e-12, atol=1e-15,
+    )
+    np.testing.assert_array_equal(csoftmax.predict(W, packed, b, n_threads=n_threads), csoftmax.predict(W, X_dense, b))
+
+
 @pytest.mark.parametrize("kind", ["packed", "uint8", "bool"])
 def test_bitwise_identical_across_threads(kind, rng):
     Xb, W, b, y = _binary_problem(rng, 20000, 64, 10)
