@@ -253,6 +253,7 @@ class SDist(sdist):
 
 
 def _extensions():
+    import numpy
     from Cython.Build import cythonize
 
     directives = {
@@ -275,7 +276,10 @@ def _extensions():
     for name, path, isa in sources:
         # The C headers are included by the generated C, out of Cython's
         # sight: listing them makes a header edit rebuild the extensions.
-        ext = Extension(name, [path], include_dirs=["csoftmax"],
+        # NumPy's headers: the training-loop entry point reads array
+        # pointers through the NumPy C API rather than typed memoryviews.
+        ext = Extension(name, [path], include_dirs=["csoftmax", numpy.get_include()],
+                        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
                         depends=sorted(glob.glob(os.path.join("csoftmax", "*.h"))))
         ext.csoftmax_isa = isa
         exts.append(ext)

@@ -367,67 +367,7 @@ def log_likelihood_gradient(W, X, y, b=None, *, sample_weight=None, out=None, n_
     return out
 
 
-_F64 = np.dtype(np.float64)
-_F32 = np.dtype(np.float32)
-_I64 = np.dtype(np.int64)
 _INF = float("inf")
-
-
-def _fast_out(out, shape, dtype, inputs):
-    """Whether an out-buffer passes every check of ``check_out`` (cheaply)."""
-    if out is None:
-        return True
-    if type(out) is not np.ndarray or out.dtype is not dtype or out.shape != shape:
-        return False
-    flags = out.flags
-    if not (flags.c_contiguous and flags.writeable):
-        return False
-    for other in inputs:
-        if other is not None and np.may_share_memory(out, other):
-            return False
-    return True
-
-
-def _fast_loss_and_gradient(W, X, y, b, l2, reduction, n_threads, grad_W_out, grad_b_out):
-    """The call of a training loop, with every check the general path makes,
-    ordered to cost as little as possible: dense float32/float64 X with W (and
-    b) of the same dtype, int64 labels, no sample weights.  Returns None for
-    anything else (and for any failure, so that the general path raises the
-    detailed error)."""
-    if type(X) is not np.ndarray or type(W) is not np.ndarray or type(y) is not np.ndarray:
-        return None
-    dtype = X.dtype
-    if (dtype is not _F64 and dtype is not _F32) or W.dtype is not dtype or y.dtype is not _I64:
-        return None
-    if X.ndim != 2 or W.ndim != 2 or y.ndim != 1 or reduction != "mean" or type(l2) is not float:
-        return None
-    n, d = X.shape
-    k = W.shape[0]
-    if W.shape[1] != d or k < 1 or y.shape[0] != n or n == 0 or not (0.0 <= l2 < _INF):
-        return None
-    if not (X.flags.aligned and W.flags.aligned and y.flags.c_contiguous):
-        return None
-    if b is not None and (type(b) is not np.ndarray or b.dtype is not dtype or b.shape != (k,) or not b.flags.c_contiguous):
-        return None
-    if grad_b_out is not None and b is None:
-        return None
-    inputs = (X, W, b, y)
-    if not (_fast_out(grad_W_out, (k, d), dtype, inputs) and _fast_out(grad_b_out, (k,), dtype, inputs)):
-        return None
-    if grad_W_out is not None and grad_b_out is not None and np.may_share_memory(grad_W_out, grad_b_out):
-        return None
-    nt = resolve_n_threads(n_threads)
-    if grad_W_out is None:
-        grad_W_out = np.empty((k, d), dtype=dtype)
-    if b is not None and grad_b_out is None:
-        grad_b_out = np.empty(k, dtype=dtype)
-    scale = 1.0 / n
-    loss_sum, status, n_nonfinite, sum_sq_W = _kernels.loss_gradient(
-        X, W, b, y, None, None, scale, l2, grad_W_out, grad_b_out, nt
-    )
-    if status or n_nonfinite or not (loss_sum < _INF):
-        return None
-    return loss_sum * scale + 0.5 * l2 * sum_sq_W, grad_W_out, grad_b_out
 
 
 def loss_and_gradient(
@@ -477,8 +417,11 @@ def loss_and_gradient(
     >>> round(loss, 6), gW.ravel(), gb
     (0.693147, array([-0.5,  0.5]), array([-0.5,  0.5]))
     """
-    if sample_weight is None:
-        fast = _fast_loss_and_gradient(W, X, y, b, l2, reduction, n_threads, grad_W_out, grad_b_out)
+    if sample_weight is None and reduction == "mean" and type(l2) is float and 0.0 <= l2 < _INF:
+        # The training-loop call, checked and run in compiled code; None for
+        # anything but the plain case, which the general path below handles
+        # (and for which it raises the detailed errors).
+        fast = _kernels.loss_gradient_fast(X, W, b, y, l2, grad_W_out, grad_b_out, resolve_n_threads(n_threads))
         if fast is not None:
             return fast
     W, F, b, labels, targets, weights = _fit_inputs(W, X, y, b, sample_weight)
