@@ -112,6 +112,8 @@ cdef extern from "_kernels.h" nogil:
     double csm_sum_squares(const double* v, Py_ssize_t n)
     Py_ssize_t csm_scale_add(const double* g, const double* p, Py_ssize_t n, double scale, double l2, double* out)
     Py_ssize_t csm_scale_add_f(const double* g, const double* p, Py_ssize_t n, double scale, double l2, float* out)
+    void csm_prefetch_gather(const char* data, const int64_t* order, Py_ssize_t n_rows,
+                             Py_ssize_t row_stride, Py_ssize_t row_bytes)
     void csm_rows_to_classes(const double* T, Py_ssize_t ldt, Py_ssize_t n_rows, Py_ssize_t K,
                              double* Z, Py_ssize_t ldc)
     void csm_classes_to_rows(const double* Z, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K,
@@ -1205,6 +1207,22 @@ cdef void gather_rows(const Source* src, const int64_t* order, Py_ssize_t n_rows
                 (<uint8_t*> dst)[j * D + i] = (<const uint8_t*> src.data)[row * src.s0 + i * src.s1]
 
 
+cdef void prefetch_rows(const Source* src, const int64_t* order, Py_ssize_t n_rows) noexcept nogil:
+    """Ask for rows order[0:n_rows] of X ahead of :func:`gather_rows`: the rows
+    of a shuffled epoch are random accesses, each a trip to memory, which
+    otherwise cost more than the mini-batch's arithmetic."""
+    cdef Py_ssize_t itemsize, row_bytes
+    if src.kind == KIND_BITS:
+        itemsize = 8
+        row_bytes = ((src.D + 63) // 64) * 8
+    else:
+        if src.s1 != 1:
+            return   # strided features: the row is spread out; not worth it
+        itemsize = 4 if src.kind == KIND_F32 else (1 if src.kind == KIND_U8 else 8)
+        row_bytes = src.D * itemsize
+    csm_prefetch_gather(<const char*> src.data, order, n_rows, src.s0 * itemsize, row_bytes)
+
+
 cdef void refresh_transposed(Model* m) noexcept nogil:
     cdef Py_ssize_t i, k
     for i in range(m.D):
@@ -1242,6 +1260,7 @@ cdef object sgd_epoch_core(
     cdef int status = STATUS_OK
     cdef double loss_sum = 0.0, weight_sum = 0.0, eta, scale, g, batch_weight
     cdef Py_ssize_t n_steps = 0
+    cdef Py_ssize_t ahead
 
     batch.kind = src.kind
     batch.s0 = n_words if src.kind == KIND_BITS else D
@@ -1278,6 +1297,10 @@ cdef object sgd_epoch_core(
             while start < n_order:
                 n_rows = min(batch_size, n_order - start)
                 gather_rows(src, &order[start], n_rows, rows)
+                # The next batch's rows arrive while this one computes.
+                ahead = start + n_rows
+                if ahead < n_order:
+                    prefetch_rows(src, &order[ahead], min(batch_size, n_order - ahead))
                 batch_weight = 0.0
                 for j in range(n_rows):
                     batch_labels[j] = labels[order[start + j]]

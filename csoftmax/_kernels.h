@@ -127,6 +127,22 @@ static inline ptrdiff_t csm_prefetch_rows(ptrdiff_t row_bytes) {
     return rows > 4 ? rows : 4;
 }
 
+/* Ask for the row_bytes of each row data + order[j] * row_stride (bytes) for
+ * j < n_rows (any address: prefetches never fault).  The empty asm marks the
+ * function as having an effect: prefetches alone do not count as one, and a
+ * caller that only prefetches would otherwise be removed as dead code. */
+static void csm_prefetch_gather(const char* data, const int64_t* order, ptrdiff_t n_rows,
+                                ptrdiff_t row_stride, ptrdiff_t row_bytes)
+{
+    for (ptrdiff_t j = 0; j < n_rows; j++) {
+        const char* row = data + order[j] * row_stride;
+        for (ptrdiff_t off = 0; off < row_bytes; off += 64) CSM_PREFETCH(row + off);
+    }
+#if defined(__GNUC__) || defined(__clang__)
+    __asm__ __volatile__("" : : : "memory");
+#endif
+}
+
 static inline ptrdiff_t csm_padded(ptrdiff_t K) { return (K + CSM_VL - 1) / CSM_VL * CSM_VL; }
 
 /* Sum of the lanes in a fixed tree order. */
