@@ -25,6 +25,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #if defined(__GNUC__) || defined(__clang__)
 #define CSM_VECTOR_EXT 1
@@ -87,10 +90,26 @@ CSM_INLINE csm_vd csm_load_f(const float* p) {
     csm_vf v; memcpy(&v, p, sizeof v);
     return __builtin_convertvector(v, csm_vd);
 }
+/* uint8 lanes widened to float64.  GCC lowers a vector conversion from
+ * uint8 to double to one scalar conversion per lane (uint8 X then ran at
+ * half the speed of float64 X); zero-extending to int32 first maps to
+ * vpmovzxbd + vcvtdq2pd. */
+#if defined(__AVX512F__) && CSM_VL == 8
 CSM_INLINE csm_vd csm_load_u8(const uint8_t* p) {
-    csm_vb v; memcpy(&v, p, sizeof v);
-    return __builtin_convertvector(v, csm_vd);
+    return (csm_vd)_mm512_cvtepi32_pd(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)p)));
 }
+#elif defined(__AVX2__) && CSM_VL == 4
+CSM_INLINE csm_vd csm_load_u8(const uint8_t* p) {
+    int32_t four; memcpy(&four, p, sizeof four);
+    return (csm_vd)_mm256_cvtepi32_pd(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(four)));
+}
+#else
+CSM_INLINE csm_vd csm_load_u8(const uint8_t* p) {
+    csm_vd v;
+    for (int l = 0; l < CSM_VL; l++) v[l] = (double)p[l];
+    return v;
+}
+#endif
 CSM_INLINE void csm_store_d(double* p, csm_vd v) { memcpy(p, &v, sizeof v); }
 /* mask ? a : b, lane-wise, for masks made by vector comparisons (all ones/zeros). */
 CSM_INLINE csm_vd csm_select(csm_vi mask, csm_vd a, csm_vd b) {
