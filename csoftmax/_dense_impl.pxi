@@ -112,6 +112,7 @@ cdef extern from "_kernels.h" nogil:
     double csm_sum_squares(const double* v, Py_ssize_t n)
     Py_ssize_t csm_scale_add(const double* g, const double* p, Py_ssize_t n, double scale, double l2, double* out)
     Py_ssize_t csm_scale_add_f(const double* g, const double* p, Py_ssize_t n, double scale, double l2, float* out)
+    void csm_shuffle(int64_t* a, Py_ssize_t n, uint64_t seed)
     void csm_prefetch_gather(const char* data, const int64_t* order, Py_ssize_t n_rows,
                              Py_ssize_t row_stride, Py_ssize_t row_bytes)
     void csm_rows_to_classes(const double* T, Py_ssize_t ldt, Py_ssize_t n_rows, Py_ssize_t K,
@@ -1347,6 +1348,13 @@ cdef object sgd_epoch_core(
         free(model.WT)
         free(model.Ws)
     return status, loss_sum, weight_sum, n_steps
+
+
+def shuffle_rows(int64_t[::1] order, uint64_t seed):
+    """Shuffle ``order`` in place without the GIL (Fisher-Yates, splitmix64
+    from ``seed``): the row order of an SGD epoch."""
+    with nogil:
+        csm_shuffle(&order[0] if order.shape[0] > 0 else NULL, order.shape[0], seed)
 
 
 def sgd_epoch(

@@ -162,6 +162,25 @@ static void csm_prefetch_gather(const char* data, const int64_t* order, ptrdiff_
 #endif
 }
 
+/* Fisher-Yates shuffle of a[0:n] in place, driven by splitmix64 from seed
+ * (SGD's row order for an epoch).  The index below i + 1 is a 32 x 32-bit
+ * multiply-shift of the random bits (no division) while i + 1 fits 32 bits. */
+static void csm_shuffle(int64_t* a, ptrdiff_t n, uint64_t seed)
+{
+    uint64_t state = seed;
+    for (ptrdiff_t i = n - 1; i > 0; i--) {
+        uint64_t x = (state += 0x9E3779B97F4A7C15ULL);
+        x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+        x ^= x >> 31;
+        const uint64_t bound = (uint64_t)i + 1;
+        const ptrdiff_t j = (ptrdiff_t)(bound <= 0xFFFFFFFFULL ? ((x >> 32) * bound) >> 32 : x % bound);
+        const int64_t t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
+}
+
 static inline ptrdiff_t csm_padded(ptrdiff_t K) { return (K + CSM_VL - 1) / CSM_VL * CSM_VL; }
 
 /* Sum of the lanes in a fixed tree order. */

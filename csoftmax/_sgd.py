@@ -1,9 +1,11 @@
 """Mini-batch SGD whose epochs run in compiled code.
 
-Each epoch (gather of the shuffled rows, forward pass, gradient, update with
-momentum, learning-rate schedule) runs without the GIL in
-``_dense_impl.pxi:sgd_epoch_core``; Python is entered once per epoch to
-shuffle, to record the loss curve, for early stopping and for progress.
+Each epoch (shuffle of the row order, gather of the rows, forward pass,
+gradient, update with momentum, learning-rate schedule) runs without the GIL
+in ``_dense_impl.pxi`` (``shuffle_rows``, then ``sgd_epoch_core``); Python is
+entered once per epoch to record the loss curve, for early stopping and for
+progress.  The shuffle's seed is drawn from the estimator's generator, so a
+``random_state`` gives the same run every time.
 
 Sparse CSR rows have no compiled epoch: :func:`_csr_sgd_epoch` runs the same
 epoch with a Python loop over the mini-batches, each batch going through the
@@ -30,6 +32,8 @@ import functools
 import numbers
 
 import numpy as np
+
+from ._dispatch import kernels as _kernels
 
 SCHEDULES = {"constant": 0, "invscaling": 1, "optimal": 2, "adaptive": 0}
 _STATUS_NO_MEMORY = 1
@@ -142,8 +146,11 @@ def sgd_train(
     converged = diverged = False
     W_backup, b_backup = W.copy(), None if b is None else b.copy()
     epoch = 0
+    order = rows.copy() if shuffle else rows
     for epoch in range(1, max_epochs + 1):
-        order = rng.permutation(rows) if shuffle else rows
+        if shuffle:
+            # Compiled and without the GIL, like the rest of the epoch.
+            _kernels.shuffle_rows(order, int(rng.integers(0, 2**63)))
         status, loss_sum, weight_sum, n_steps = run_epoch(
             *features.args, order, labels, weights, W, b, W_velocity, b_velocity,
             int(batch_size), float(l2), float(weight_scale), schedule, eta, float(power_t),
