@@ -82,3 +82,28 @@ def test_bad_schedule_arguments():
         _train(X, y, k, d, learning_rate="sometimes")
     with pytest.raises(ValueError, match="optimal"):
         _train(X, y, k, d, learning_rate="optimal", l2=0.0)
+
+
+def test_compiled_shuffle_is_a_seeded_uniform_permutation():
+    from csoftmax._dispatch import kernels
+
+    rows = np.arange(1000, dtype=np.int64)
+    a, b, c = rows.copy(), rows.copy(), rows.copy()
+    kernels.shuffle_rows(a, 12345)
+    kernels.shuffle_rows(b, 12345)
+    kernels.shuffle_rows(c, 54321)
+    np.testing.assert_array_equal(np.sort(a), rows)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c) and not np.array_equal(a, rows)
+    # Where each of 5 items lands over many shuffles: uniform (chi-square,
+    # 24 degrees of freedom; 80 is far beyond the 1e-6 quantile).
+    counts = np.zeros((5, 5))
+    small = np.arange(5, dtype=np.int64)
+    for seed in range(20000):
+        order = small.copy()
+        kernels.shuffle_rows(order, seed)
+        counts[order, np.arange(5)] += 1
+    expected = 20000 / 5
+    assert ((counts - expected) ** 2 / expected).sum() < 80
+    empty = np.empty(0, dtype=np.int64)
+    kernels.shuffle_rows(empty, 1)
