@@ -105,6 +105,8 @@ cdef extern from "_kernels.h" nogil:
     void csm_cm_hessian(double* Z, const double* U, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K,
                         const double* weight, double* col)
     void csm_cm_softmax(double* Z, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K, double* row_sum)
+    void csm_cm_shifted_sums(double* Z, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K, int store_shifted,
+                             double* row_max, double* row_sum)
     void csm_cm_argmax(const double* Z, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K,
                        double* best, double* check)
     double csm_lane_sum(const double* lanes)
@@ -1130,48 +1132,48 @@ cdef Py_ssize_t rowwise_chunk(
         const floating* Z, Py_ssize_t sz0, Py_ssize_t sz1, Py_ssize_t first_row, Py_ssize_t n_rows,
         Py_ssize_t K, int mode, Scratch* scratch,
         floating* out, floating* out_lse) noexcept nogil:
-    """One chunk of rows of softmax / log_softmax / logsumexp; returns the count of bad rows."""
-    cdef Py_ssize_t ldz = csm_padded(K)
-    cdef Py_ssize_t r, k, n, n_bad = 0, n_padded
-    cdef double* E = scratch.Z       # exp of the shifted rows
-    cdef double* S = scratch.U       # shifted rows (log_softmax)
+    """One chunk of rows of softmax (mode 0) / log_softmax (1) / logsumexp (2);
+    returns the count of bad rows (a non-finite maximum or sum).
+
+    The chunk is worked on class-major (E[k * CSM_CHUNK + r]), CSM_VL rows per
+    vector: no padding of short rows, no horizontal reductions.
+    """
+    cdef Py_ssize_t r, k, n, n_bad = 0
+    cdef Py_ssize_t n_padded = (n_rows + CSM_VL - 1) // CSM_VL * CSM_VL
+    cdef double* E = scratch.Z
     cdef double* row_max = scratch.row_a
     cdef double* row_sum = scratch.row_sum
     cdef double* row_log = scratch.row_log
     cdef const floating* src
-    cdef double* e
     cdef double m, inv
     for r in range(n_rows):
         src = Z + (first_row + r) * sz0
-        e = E + r * ldz
         for k in range(K):
-            e[k] = src[k * sz1]
-        for k in range(K, ldz):
-            e[k] = -INFINITY
-        m = csm_row_max(e, ldz)
-        row_max[r] = m
-        csm_row_affine(e, ldz, 1.0, -m)
-    if mode == 1:
-        memcpy(S, E, n_rows * ldz * sizeof(double))
-    chunk_exp_sums(E, ldz, n_rows, row_sum)
-    if mode != 0:
-        n_padded = (n_rows + CSM_VL - 1) // CSM_VL * CSM_VL
-        for r in range(n_rows):
-            row_log[r] = row_sum[r]
+            E[k * CSM_CHUNK + r] = src[k * sz1]
+    for k in range(K):
         for r in range(n_rows, n_padded):
-            row_log[r] = 1.0
-        csm_log_inplace(row_log, n_padded)
+            E[k * CSM_CHUNK + r] = 0.0
+    if mode == 0:
+        # row_sum is NaN for rows with a non-finite maximum
+        csm_cm_softmax(E, CSM_CHUNK, n_padded, K, row_sum)
+        for r in range(n_rows):
+            if not isfinite(row_sum[r]):
+                n_bad += 1
+            n = first_row + r
+            for k in range(K):
+                out[n * K + k] = <floating> E[k * CSM_CHUNK + r]
+        return n_bad
+    csm_cm_shifted_sums(E, CSM_CHUNK, n_padded, K, mode == 1, row_max, row_sum)
+    for r in range(n_padded):
+        row_log[r] = row_sum[r] if r < n_rows else 1.0
+    csm_log_inplace(row_log, n_padded)
     for r in range(n_rows):
         n = first_row + r
         if not (isfinite(row_max[r]) and isfinite(row_sum[r])):
             n_bad += 1
-        if mode == 0:
-            inv = 1.0 / row_sum[r]
+        if mode == 1:
             for k in range(K):
-                out[n * K + k] = <floating> (E[r * ldz + k] * inv)
-        elif mode == 1:
-            for k in range(K):
-                out[n * K + k] = <floating> (S[r * ldz + k] - row_log[r])
+                out[n * K + k] = <floating> (E[k * CSM_CHUNK + r] - row_log[r])
         else:
             out_lse[n] = <floating> (row_max[r] + row_log[r])
     return n_bad

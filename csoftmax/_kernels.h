@@ -501,6 +501,26 @@ static void csm_cm_softmax(double* Z, ptrdiff_t ldc, ptrdiff_t n_rows, ptrdiff_t
     }
 }
 
+/* Shifted sums of class-major rows for log_softmax and logsumexp:
+ * row_max[r] = m = max_k z_k and row_sum[r] = sum_k exp(z_k - m); with
+ * store_shifted, Z becomes z - m. */
+static void csm_cm_shifted_sums(double* Z, ptrdiff_t ldc, ptrdiff_t n_rows, ptrdiff_t K, int store_shifted,
+                                double* row_max, double* row_sum)
+{
+    for (ptrdiff_t r = 0; r < n_rows; r += CSM_VL) {
+        double* z = Z + r;
+        const csm_vd m = csm_cm_max(z, ldc, K);
+        csm_vd sum = CSM_SET1(0.0);
+        for (ptrdiff_t k = 0; k < K; k++) {
+            const csm_vd v = csm_load_d(z + k * ldc) - m;
+            if (store_shifted) csm_store_d(z + k * ldc, v);
+            sum += csm_exp_nonpositive(v);
+        }
+        csm_store_d(row_max + r, m);
+        csm_store_d(row_sum + r, sum);
+    }
+}
+
 /* best[r] = the first k with the largest Z[k] (as a double); check[r] is
  * zero for rows whose logits are all finite. */
 static void csm_cm_argmax(const double* Z, ptrdiff_t ldc, ptrdiff_t n_rows, ptrdiff_t K,
