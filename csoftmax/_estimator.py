@@ -1215,6 +1215,9 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
         else:
             W = np.array(self.coef_, dtype=np.float64)
             b = np.array(self.intercept_, dtype=np.float64)
+            if not hasattr(self, "_sgd_state"):
+                # Fitted by fit(): go on from its model, with fresh momentum.
+                self._sgd_state = {}
         result = self._run_sgd(
             X, y_encoded, sample_weight, W, b, l2, max_epochs=1,
             learning_rate=self.learning_rate if self.learning_rate != "adaptive" else "constant",
