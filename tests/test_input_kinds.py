@@ -20,14 +20,20 @@ def _binary_problem(rng, n, d, k, density=0.4):
     return Xb, W, b, y
 
 
-def _kinds(Xb):
-    return {
+def _kinds(Xb, csr_dtype=np.float64):
+    kinds = {
         "packed": pack_bits(Xb),
         "bool": Xb,
         "uint8": Xb.astype(np.uint8),
         "uint8-F": np.asfortranarray(Xb.astype(np.uint8)),
         "bool-strided": np.repeat(Xb, 2, axis=1)[:, ::2],
     }
+    try:
+        import scipy.sparse as sp
+    except ImportError:  # scipy is optional outside the test extra
+        return kinds
+    kinds["csr"] = sp.csr_matrix(Xb.astype(csr_dtype))
+    return kinds
 
 
 SHAPES = [(5, 1, 3), (70, 7, 4), (130, 63, 10), (300, 64, 10), (2500, 65, 5), (400, 130, 3)]
@@ -53,7 +59,7 @@ def test_every_function_matches_dense(n, d, k, w_dtype, n_threads, rng):
     ref_L = csoftmax.log_likelihood(W, X_dense, y, b)
     ref_g = csoftmax.log_likelihood_gradient(W, X_dense, y, b)
     ref_H, ref_Hb = csoftmax.hessian_product(W, X_dense, 0.5 * W, b, b, y=y)
-    for name, X in _kinds(Xb).items():
+    for name, X in _kinds(Xb, w_dtype).items():
         loss, gW, gb = csoftmax.loss_and_gradient(
             W, X, y, b, sample_weight=weights, l2=0.1, n_threads=n_threads
         )
