@@ -77,6 +77,10 @@ class _GraphRecorder(SchedulerPlugin):
         self.graphs.append(graph)
 
 
+def _recorded_graphs(dask_scheduler):
+    return dask_scheduler.plugins[_GraphRecorder.name].graphs
+
+
 def _name(key):
     return str(key[0] if isinstance(key, tuple) else key)
 
@@ -96,7 +100,7 @@ def test_parameters_sent_once_per_call_and_embedded_in_no_task(client):
         for n_classes in (4, 4, 2000):
             W, b = rng.standard_normal((n_classes, 7)), rng.standard_normal(n_classes)
             cdask.loss_and_gradient(W, Xd, yd, b)
-            graph = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.plugins[_GraphRecorder.name].graphs[-1])
+            graph = client.run_on_scheduler(_recorded_graphs)[-1]
             holders = [k for k in graph if _name(k).startswith("csoftmax-parameters")]
             assert len(holders) == 1, holders
             assert graph[holders[0]][1] >= W.nbytes + b.nbytes
@@ -108,10 +112,11 @@ def test_parameters_sent_once_per_call_and_embedded_in_no_task(client):
             # The client's side of the same graph: no data of X (persisted, so
             # referred to by key) and the parameters in one key only.
             local = dict(cdask._graph(W, Xd, yd, b, None).__dask_graph__())
-            rest = sum(len(pickle.dumps(v)) for k, v in local.items() if not _name(k).startswith("csoftmax-parameters"))
+            rest = sum(
+                len(pickle.dumps(v)) for k, v in local.items() if not _name(k).startswith("csoftmax-parameters")
+            )
             assert rest < 500 * 7 * 8
-        calls = client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.plugins[_GraphRecorder.name].graphs))
-        assert calls == 3
+        assert len(client.run_on_scheduler(_recorded_graphs)) == 3
     finally:
         client.unregister_scheduler_plugin(_GraphRecorder.name)
     assert sizes[2000] <= sizes[4] + 64 < 2000 * 7 * 8
@@ -234,8 +239,16 @@ def test_loss_and_gradient_rejects_mismatched_rows_and_chunks(client):
 @pytest.mark.parametrize(
     "spoil, message, argument",
     [
-        (lambda X, y, w: (X, y, _bad_weights(w, -1.0)), "sample_weight must be finite and non-negative; got -1.0 at index 1234", "sample_weight"),
-        (lambda X, y, w: (X, y, _bad_weights(w, np.nan)), "sample_weight must be finite and non-negative; got nan at index 1234", "sample_weight"),
+        (
+            lambda X, y, w: (X, y, _bad_weights(w, -1.0)),
+            "sample_weight must be finite and non-negative; got -1.0 at index 1234",
+            "sample_weight",
+        ),
+        (
+            lambda X, y, w: (X, y, _bad_weights(w, np.nan)),
+            "sample_weight must be finite and non-negative; got nan at index 1234",
+            "sample_weight",
+        ),
         (lambda X, y, w: (_nan_X(X), y, w), r"X contains NaN or infinity \(first at index \(2100, 3\)", "X"),
         (lambda X, y, w: (X, _bad_labels(y.astype(float), np.nan), w), "y contains NaN", "y"),
         (lambda X, y, w: (X, y[:-1], w), "X has 3000 samples but y has 2999", "samples"),
