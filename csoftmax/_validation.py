@@ -168,11 +168,13 @@ def as_bias(b, dtype, n_classes, name="b"):
     return np.ascontiguousarray(b, dtype=dtype)
 
 
-def as_targets(y, n_samples, n_classes, name="y"):
+def as_targets(y, n_samples, n_classes, name="y", offset=0):
     """Labels (N,) as contiguous int64, or soft targets (N, K) as float64.
 
     Returns ``(labels, targets)`` with exactly one of them not None.  Label
     range is checked by the kernel (no extra pass); see :func:`raise_bad_label`.
+    ``offset`` is added to the row indices in messages, for a block of rows
+    that starts at row ``offset`` of the whole data.
     """
     y = _as_array(y, name)
     kind = y.dtype.kind
@@ -190,16 +192,19 @@ def as_targets(y, n_samples, n_classes, name="y"):
                 finite = np.isfinite(y)
                 if not finite.all():
                     i = int(np.flatnonzero(~finite)[0])
-                    raise ValueError(f"{name} must hold integer class labels; got {y[i]} at index {i}")
+                    raise ValueError(f"{name} must hold integer class labels; got {y[i]} at index {i + offset}")
                 too_big = np.abs(y) >= 2.0**62
                 if too_big.any():
                     i = int(np.flatnonzero(too_big)[0])
-                    raise ValueError(f"{name} holds a label out of range [0, {n_classes}): {y[i]} at index {i}")
+                    raise ValueError(
+                        f"{name} holds a label out of range [0, {n_classes}): {y[i]} at index {i + offset}"
+                    )
                 frac = y != np.floor(y)
                 if frac.any():
                     i = int(np.flatnonzero(frac)[0])
                     raise ValueError(
-                        f"{name} must hold integer class labels in [0, {n_classes}); got non-integer {y[i]} at index {i}"
+                        f"{name} must hold integer class labels in [0, {n_classes}); got non-integer {y[i]} "
+                        f"at index {i + offset}"
                     )
             return np.ascontiguousarray(y, dtype=np.int64), None
         raise TypeError(
@@ -222,7 +227,7 @@ def as_targets(y, n_samples, n_classes, name="y"):
                 bad = ~(np.isfinite(y) & (y >= 0))
                 r, c = (int(v) for v in np.argwhere(bad)[0])
                 raise ValueError(
-                    f"{name} targets must be finite and non-negative; got {y[r, c]} at row {r}, column {c}"
+                    f"{name} targets must be finite and non-negative; got {y[r, c]} at row {r + offset}, column {c}"
                 )
         return None, y
     raise ValueError(
@@ -231,8 +236,11 @@ def as_targets(y, n_samples, n_classes, name="y"):
     )
 
 
-def as_sample_weight(sample_weight, n_samples, name="sample_weight"):
-    """Weights (N,) as contiguous float64, or None; must be finite and non-negative."""
+def as_sample_weight(sample_weight, n_samples, name="sample_weight", offset=0):
+    """Weights (N,) as contiguous float64, or None; must be finite and non-negative.
+
+    ``offset`` is added to the index in messages (see :func:`as_targets`).
+    """
     if sample_weight is None:
         return None
     if isinstance(sample_weight, numbers.Real) and not isinstance(sample_weight, bool):
@@ -247,7 +255,7 @@ def as_sample_weight(sample_weight, n_samples, name="sample_weight"):
     if w.size and not (w.min() >= 0.0 and np.isfinite(w.max())):
         bad = ~(np.isfinite(w) & (w >= 0))
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name} must be finite and non-negative; got {w[i]} at index {i}")
+        raise ValueError(f"{name} must be finite and non-negative; got {w[i]} at index {i + offset}")
     return w
 
 
@@ -303,12 +311,17 @@ def check_out(out, name, shape, dtype, inputs):
     return out
 
 
-def raise_nonfinite(arrays, what="the result"):
-    """Name the first input holding NaN or inf; if none, the computation overflowed."""
+def raise_nonfinite(arrays, what="the result", offset=0):
+    """Name the first input holding NaN or inf; if none, the computation overflowed.
+
+    ``offset`` is added to the row index in messages (see :func:`as_targets`);
+    give it only for arrays that are all blocks of rows.
+    """
     for name, arr in arrays:
         if arr is not None and arr.size and not np.isfinite(arr).all():
             index = tuple(int(v) for v in np.argwhere(~np.isfinite(arr))[0])
-            where = index[0] if len(index) == 1 else index
+            shown = (index[0] + offset,) + index[1:]
+            where = shown[0] if len(shown) == 1 else shown
             raise ValueError(f"{name} contains NaN or infinity (first at index {where}: {arr[index]})")
     raise ValueError(
         f"{what} is not finite although every input is: the logits overflowed the floating-point "
@@ -316,7 +329,8 @@ def raise_nonfinite(arrays, what="the result"):
     )
 
 
-def raise_bad_label(labels, n_classes, name="y"):
+def raise_bad_label(labels, n_classes, name="y", offset=0):
+    """Name the first label outside [0, n_classes) (``offset`` as in :func:`as_targets`)."""
     bad = (labels < 0) | (labels >= n_classes)
     i = int(np.flatnonzero(bad)[0])
-    raise ValueError(f"{name} holds a label out of range [0, {n_classes}): {labels[i]} at index {i}")
+    raise ValueError(f"{name} holds a label out of range [0, {n_classes}): {labels[i]} at index {i + offset}")
