@@ -115,6 +115,8 @@ cdef extern from "_kernels.h" nogil:
     Py_ssize_t csm_scale_add(const double* g, const double* p, Py_ssize_t n, double scale, double l2, double* out)
     Py_ssize_t csm_scale_add_f(const double* g, const double* p, Py_ssize_t n, double scale, double l2, float* out)
     void csm_shuffle(int64_t* a, Py_ssize_t n, uint64_t seed)
+    void csm_momentum_step(const double* grad, double* p, double* v, Py_ssize_t n, double scale, double l2,
+                           double momentum, double eta)
     void csm_prefetch_gather(const char* data, const int64_t* order, Py_ssize_t n_rows,
                              Py_ssize_t row_stride, Py_ssize_t row_bytes)
     void csm_rows_to_classes(const double* T, Py_ssize_t ldt, Py_ssize_t n_rows, Py_ssize_t K,
@@ -1329,15 +1331,10 @@ cdef object sgd_epoch_core(
                     eta = eta0 / ((1.0 + step) ** power_t)
                 else:
                     eta = 1.0 / (l2 * (t0 + step))
-                for k in range(K):
-                    for i in range(D):
-                        g = scale * partial[1 + k * D + i] + l2 * W[k, i]
-                        W_velocity[k, i] = momentum * W_velocity[k, i] - eta * g
-                        W[k, i] += W_velocity[k, i]
-                    if b is not None:
-                        g = scale * partial[1 + K * D + k]
-                        b_velocity[k] = momentum * b_velocity[k] - eta * g
-                        b[k] += b_velocity[k]
+                if K * D > 0:
+                    csm_momentum_step(partial + 1, &W[0, 0], &W_velocity[0, 0], K * D, scale, l2, momentum, eta)
+                if b is not None:
+                    csm_momentum_step(partial + 1 + K * D, &b[0], &b_velocity[0], K, scale, 0.0, momentum, eta)
                 step += 1.0
                 n_steps += 1
                 start += n_rows

@@ -30,6 +30,12 @@
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
+#define CSM_RESTRICT __restrict__
+#else
+#define CSM_RESTRICT __restrict
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
 #define CSM_VECTOR_EXT 1
 #define CSM_INLINE static inline __attribute__((always_inline))
 #else
@@ -593,6 +599,20 @@ static ptrdiff_t csm_scale_add_f(const double* g, const double* p, ptrdiff_t n, 
         n_bad += !isfinite(out[i]);
     }
     return n_bad;
+}
+
+/* One momentum step of SGD on n parameters: g = scale * grad + l2 * p,
+ * v = momentum * v - eta * g, p += v.  Separate restrict pointers let the
+ * compiler vectorise it (it runs once per mini-batch over all of W). */
+static void csm_momentum_step(const double* CSM_RESTRICT grad, double* CSM_RESTRICT p,
+                              double* CSM_RESTRICT v, ptrdiff_t n, double scale, double l2,
+                              double momentum, double eta)
+{
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const double g = scale * grad[i] + l2 * p[i];
+        v[i] = momentum * v[i] - eta * g;
+        p[i] += v[i];
+    }
 }
 
 /* Z[k * ldc + r] = T[r * ldt + k]: rows of logits (bits and sparse kinds) to a
