@@ -116,3 +116,36 @@ def test_report_renders_from_fake_results():
     text = run.report(args, machine, results, 1.0)
     assert "| batch64" in text and "failed*" in text and "result differs" in text
     assert "| softmax | 1 |" in text
+
+
+def test_input_kinds_benchmark_data_and_report():
+    import bench_inputs
+
+    W, X, y, b = bench_inputs.binarized_digits(n=500)
+    assert X.dtype == np.uint8 and set(np.unique(X)) <= {0, 1} and X.shape == (500, 64)
+    dense = csoftmax.loss_and_gradient(W, X.astype(np.float64), y, b)
+    packed = csoftmax.loss_and_gradient(W, csoftmax.pack_bits(X), y, b)
+    np.testing.assert_allclose(packed[0], dense[0], rtol=1e-12)
+    W, X, y, b = bench_inputs.sparse_problem(n=200, d=1000, k=3, per_row=10)
+    assert X.has_sorted_indices and X.shape == (200, 1000)
+    np.testing.assert_allclose(
+        csoftmax.loss_and_gradient(W, X, y, b)[1], csoftmax.loss_and_gradient(W, X.toarray(), y, b)[1], rtol=1e-12
+    )
+    records = [
+        {"what": "packed", "threads": 1, "median": 0.004, "iqr": 0.0001, "x_bytes": 1_600_000},
+        {"what": "float64", "threads": 1, "median": 0.009, "iqr": 0.0002, "x_bytes": 102_400_000},
+        {"what": "jax", "threads": 1, "error": "not installed (jax)"},
+    ]
+    text = "\n".join(bench_inputs._table(records, "packed", "title"))
+    assert "2.25" in text and "not installed" in text
+
+
+def test_input_kinds_benchmark_measures_one_kind():
+    # In a subprocess: a measurement pins its process to its CPUs.
+    out = subprocess.run(
+        [sys.executable, os.path.join(HERE, "bench_inputs.py"), "--one", "packed", "--threads", "1",
+         "--repeats", "2", "--max-time", "0.2"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )
+    record = json.loads(out.stdout.strip().splitlines()[-1])
+    assert record["error"] is None and record["median"] > 0 and record["x_bytes"] == 200_000 * 8
