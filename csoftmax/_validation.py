@@ -53,6 +53,15 @@ def _fix_layout(arr):
     return arr
 
 
+def _check_real_dtype(dtype, name, what="real numbers (float32 or float64)"):
+    """Reject dtypes that are not plain real numbers: complex, object, strings,
+    datetimes, extended precision (it would be rounded silently) and float16
+    (rejected for X, so for every argument alike: one rule is easier to
+    predict than per-argument exceptions)."""
+    if dtype.kind not in "biuf" or dtype.itemsize > 8 or dtype == np.float16:
+        raise TypeError(f"{name} must hold {what}; got dtype {dtype}")
+
+
 def _check_ndim(arr, ndim, name, what):
     if arr.ndim != ndim:
         raise ValueError(f"{name} must be a {ndim}-D array {what}; got ndim={arr.ndim} with shape {arr.shape}")
@@ -98,8 +107,7 @@ def as_csr_parts(X, name="X"):
         raise ValueError(f"{name} must be 2-D; got shape {X.shape}")
     n_rows, n_features = X.shape
     data = np.asarray(X.data)
-    if data.dtype.kind not in "biuf" or data.dtype.itemsize > 8 or data.dtype == np.float16:
-        raise TypeError(f"{name} (sparse) must hold real numbers; got dtype {data.dtype}")
+    _check_real_dtype(data.dtype, f"{name} (sparse)", "real numbers")
     dtype = np.dtype(np.float32) if data.dtype == np.float32 else np.dtype(np.float64)
     values = np.ascontiguousarray(data, dtype=np.float64)
     indices = np.ascontiguousarray(X.indices, dtype=np.int64)
@@ -140,8 +148,7 @@ def parameter_dtype(W):
 def as_weights(W, dtype, n_features, name="W"):
     """W of shape (K, D) in ``dtype`` (a float copy only when the dtype differs)."""
     W = _as_array(W, name)
-    if W.dtype.kind not in "biuf" or W.dtype.itemsize > 8 or W.dtype == np.float16:
-        raise TypeError(f"{name} must hold real numbers (float32 or float64); got dtype {W.dtype}")
+    _check_real_dtype(W.dtype, name)
     _check_ndim(W, 2, name, "of shape (n_classes, n_features)")
     if W.shape[0] < 1:
         raise ValueError(f"{name} must have at least one row (class); got shape {W.shape}")
@@ -160,8 +167,7 @@ def as_bias(b, dtype, n_classes, name="b"):
     if b is None:
         return None
     b = _as_array(b, name)
-    if b.dtype.kind not in "biuf" or b.dtype.itemsize > 8 or b.dtype == np.float16:
-        raise TypeError(f"{name} must hold real numbers (float32 or float64); got dtype {b.dtype}")
+    _check_real_dtype(b.dtype, name)
     _check_ndim(b, 1, name, "of shape (n_classes,)")
     if b.shape[0] != n_classes:
         raise ValueError(f"{name} must have shape ({n_classes},) to match W's {n_classes} classes; got {b.shape}")
@@ -186,6 +192,7 @@ def as_targets(y, n_samples, n_classes, name="y"):
                 y = np.ascontiguousarray(y, dtype=np.int64)
             return y, None
         if kind == "f":
+            _check_real_dtype(y.dtype, name, f"integer class labels in [0, {n_classes})")
             if y.size:
                 finite = np.isfinite(y)
                 if not finite.all():
@@ -211,8 +218,7 @@ def as_targets(y, n_samples, n_classes, name="y"):
             raise ValueError(
                 f"{name} as targets must have shape (n_samples, n_classes) = ({n_samples}, {n_classes}); got {y.shape}"
             )
-        if kind not in "biuf" or y.dtype.itemsize > 8 or y.dtype == np.float16:
-            raise TypeError(f"{name} targets must hold real numbers; got dtype {y.dtype}")
+        _check_real_dtype(y.dtype, f"{name} targets", "real numbers")
         if y.dtype != _FLOAT64:
             y = y.astype(np.float64)
         y = _fix_layout(y)
@@ -238,8 +244,7 @@ def as_sample_weight(sample_weight, n_samples, name="sample_weight"):
     if isinstance(sample_weight, numbers.Real) and not isinstance(sample_weight, bool):
         sample_weight = np.full(n_samples, float(sample_weight))
     w = _as_array(sample_weight, name)
-    if w.dtype.kind not in "biuf" or w.dtype.itemsize > 8:
-        raise TypeError(f"{name} must hold real numbers; got dtype {w.dtype}")
+    _check_real_dtype(w.dtype, name, "real numbers")
     _check_ndim(w, 1, name, f"of shape ({n_samples},)")
     if w.shape[0] != n_samples:
         raise ValueError(f"{name} has {w.shape[0]} entries but X has {n_samples} rows")
