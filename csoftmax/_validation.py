@@ -145,6 +145,25 @@ def parameter_dtype(W):
     return np.dtype(np.float32) if dtype == np.float32 else np.dtype(np.float64)
 
 
+def _to_dtype(arr, dtype, name):
+    """``arr`` in the dtype of the computation.  A finite value beyond that
+    dtype's range (float64 parameters with float32 X) is an error here, where
+    NumPy would only warn and make it inf."""
+    if arr.dtype == dtype:
+        return arr
+    with np.errstate(over="ignore"):
+        out = arr.astype(dtype)
+    if out.dtype.kind == "f" and out.size and not np.isfinite(out).all():
+        overflowed = ~np.isfinite(out) & np.isfinite(arr)
+        if overflowed.any():
+            index = tuple(int(v) for v in np.argwhere(overflowed)[0])
+            raise ValueError(
+                f"{name} holds {arr[index]} at index {index[0] if len(index) == 1 else index}, beyond the range "
+                f"of {dtype}, the dtype of the computation (X's)"
+            )
+    return out
+
+
 def as_weights(W, dtype, n_features, name="W"):
     """W of shape (K, D) in ``dtype`` (a float copy only when the dtype differs)."""
     W = _as_array(W, name)
@@ -157,9 +176,7 @@ def as_weights(W, dtype, n_features, name="W"):
             f"{name} has {W.shape[1]} features (columns) but X has {n_features}: "
             f"expected {name} of shape (n_classes, {n_features}), got {W.shape}"
         )
-    if W.dtype != dtype:
-        W = W.astype(dtype)
-    return _fix_layout(W)
+    return _fix_layout(_to_dtype(W, dtype, name))
 
 
 def as_bias(b, dtype, n_classes, name="b"):
@@ -171,7 +188,7 @@ def as_bias(b, dtype, n_classes, name="b"):
     _check_ndim(b, 1, name, "of shape (n_classes,)")
     if b.shape[0] != n_classes:
         raise ValueError(f"{name} must have shape ({n_classes},) to match W's {n_classes} classes; got {b.shape}")
-    return np.ascontiguousarray(b, dtype=dtype)
+    return np.ascontiguousarray(_to_dtype(b, dtype, name))
 
 
 def as_targets(y, n_samples, n_classes, name="y"):
@@ -265,13 +282,47 @@ def weight_total(weights, n_samples, reduction):
     """The divisor S of the loss: sum of weights (or N) for 'mean', 1 for 'sum'."""
     if reduction == "sum":
         return 1.0
-    total = float(n_samples) if weights is None else float(weights.sum())
+    with np.errstate(over="ignore"):  # an overflowing sum is handled by loss_weights
+        total = float(n_samples) if weights is None else float(weights.sum())
     if not total > 0.0:
         raise ValueError(
             "reduction='mean' divides by the sum of sample weights, which is 0 here "
             f"(n_samples={n_samples}); use reduction='sum' or give positive weights"
         )
     return total
+
+
+# Weight totals outside this range are brought into it (see loss_weights): the
+# loss per unit of weight would otherwise overflow or lose its precision.
+_TOTAL_LOW, _TOTAL_HIGH = 1e-250, 1e250
+
+
+def loss_weights(weights, n_samples, reduction):
+    """``(weights, S)``: the sample weights the kernels use and the divisor S.
+
+    With ``reduction="mean"`` only the ratios of the weights matter, so
+    weights whose sum overflows, or is so small that ``1 / S`` overflows,
+    are divided by their largest value first (a new array: the caller's is
+    left alone).  Otherwise as :func:`weight_total`.
+    """
+    total = weight_total(weights, n_samples, reduction)
+    if reduction == "mean" and weights is not None and not _TOTAL_LOW <= total <= _TOTAL_HIGH:
+        weights = weights / weights.max()
+        total = float(weights.sum())
+    return weights, total
+
+
+def penalised_loss(loss_sum, scale, l2, sum_sq_W):
+    """``loss_sum * scale + (l2 / 2) ||W||^2``; without a penalty ``||W||^2``
+    is not used at all (for huge W it overflows, and 0 * inf would be NaN)."""
+    loss = loss_sum * scale
+    if l2:
+        loss += 0.5 * l2 * sum_sq_W
+        if not loss < np.inf:
+            raise ValueError(
+                f"the L2 penalty (l2 / 2) ||W||^2 overflows the floating-point range (l2={l2}); rescale W or lower l2"
+            )
+    return loss
 
 
 def check_l2(l2):
@@ -316,8 +367,8 @@ def raise_nonfinite(arrays, what="the result"):
             where = index[0] if len(index) == 1 else index
             raise ValueError(f"{name} contains NaN or infinity (first at index {where}: {arr[index]})")
     raise ValueError(
-        f"{what} is not finite although every input is: the logits overflowed the floating-point "
-        "range; rescale X or W"
+        f"{what} is not finite although every input is: the logits or the (weighted) sums overflowed "
+        "the floating-point range; rescale X, W or sample_weight"
     )
 
 

@@ -20,6 +20,8 @@ The catalogue of malformed calls across the public API, by category:
   number of features, one class, bad ``partial_fit`` calls.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -781,3 +783,55 @@ def test_estimator_misuse(case):
     _, action, exc, match = case
     d = data()
     raises_unchanged(exc, match, action, d["X"], d["y"])
+
+
+# ---------------------------------------------------------------------------
+# Extreme but valid values (each once a finding of tests/test_fuzz.py)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arg", ["W", "b"])
+def test_float64_parameters_beyond_the_float32_range_of_X(arg):
+    d = data()
+    W, b = d["W"].copy(), d["b"].copy()
+    {"W": W, "b": b}[arg].flat[1] = 1e200
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for func in MODEL_FUNCS:
+            raises_unchanged(ValueError, rf"\b{arg}\b.*float32", call, func, W, d["X"].astype(np.float32), d["y"], b)
+
+
+def test_huge_W_without_penalty_gives_no_nan_and_an_overflowing_penalty_is_an_error():
+    # K = 1: every probability is 1 whatever the logits, so the loss is exactly 0,
+    # while ||W||^2 overflows.
+    W, X, y = np.array([[1e307]]), np.array([[0.125]]), np.array([0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss, gW, _ = csoftmax.loss_and_gradient(W, X, y)
+        assert loss == 0.0 and np.all(gW == 0.0)
+        raises_unchanged(ValueError, r"\bl2\b", csoftmax.loss_and_gradient, W, X, y, l2=0.5)
+
+
+@pytest.mark.parametrize("scale", [1e-311, 1e-280, 1e300, 1.7e308])
+def test_mean_depends_only_on_the_ratios_of_extreme_weights(scale):
+    d = data()
+    w = d["w"] / d["w"].max()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = csoftmax.loss_and_gradient(d["W"], d["X"], d["y"], d["b"], sample_weight=w * scale)
+        hv = csoftmax.hessian_product(d["W"], d["X"], d["W"], d["b"], sample_weight=w * scale)
+    expected = csoftmax.loss_and_gradient(d["W"], d["X"], d["y"], d["b"], sample_weight=w)
+    rtol = 1e-9 if scale > 1e-300 else 1e-6  # subnormal weights carry fewer digits
+    np.testing.assert_allclose(got[0], expected[0], rtol=rtol)
+    np.testing.assert_allclose(got[1], expected[1], rtol=rtol, atol=1e-15)
+    np.testing.assert_allclose(hv[0], csoftmax.hessian_product(d["W"], d["X"], d["W"], d["b"], sample_weight=w)[0],
+                               rtol=rtol, atol=1e-15)
+
+
+def test_overflowing_target_row_sums_in_hessian_product():
+    d = data()
+    Y = d["Y"].copy()
+    Y[3] = 1e308
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        raises_unchanged(ValueError, r"\by\b", csoftmax.hessian_product, d["W"], d["X"], d["W"], d["b"], y=Y)
