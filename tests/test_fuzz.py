@@ -44,6 +44,10 @@ from reference import (  # noqa: E402
     ref_softmax,
 )
 
+# The reference and the error bounds overflow for extreme values (and then
+# compare nothing); warnings from csoftmax itself are errors inside _run.
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
 EXAMPLES = int(os.environ.get("CSOFTMAX_FUZZ_EXAMPLES", "60"))
 SETTINGS = settings(
     max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
@@ -564,3 +568,22 @@ def test_fuzz_hessian_product(problem, data, reduction, l2, with_y):
            + out_tiny, "HV_W")
     if HV_b is not None:
         _close(HV_b, expected_b, dT.sum(axis=0) / S + out_eps * np.abs(expected_b) + out_tiny, "HV_b")
+
+
+# ---------------------------------------------------------------------------
+# The atheris harness, in a bounded run
+# ---------------------------------------------------------------------------
+
+
+def test_atheris_harness_bounded_run(tmp_path):
+    """``tests/fuzz/fuzz_api.py`` (libFuzzer via atheris) over 2000 inputs from a
+    fixed seed; longer runs are documented in the harness and the README."""
+    pytest.importorskip("atheris")
+    import subprocess
+    import sys
+
+    harness = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fuzz", "fuzz_api.py")
+    done = subprocess.run([sys.executable, harness, "-runs=2000", "-seed=1"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Done 2000 runs" in done.stderr
