@@ -160,7 +160,7 @@ def _compute_dtype(X, W):
     return np.dtype(np.float64)
 
 
-def _readable(arr, name, what):
+def _readable(arr, name):
     if arr.dtype.kind not in "biuf" or arr.dtype == np.float16:
         raise Refused(f"{name} has dtype {arr.dtype}")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
@@ -180,28 +180,28 @@ def _cast(arr, dtype, name):
 def _checked_model(W, X, b, y=None, w=None, reduction=None, V=None, Vb=None, l2=0.0):
     """The float64 inputs the reference sees (rounded to the computation dtype),
     or :class:`Refused` if the documented contract makes the call an error."""
-    _readable(X, "X", "features")
-    _readable(W, "W", "weights")
+    _readable(X, "X")
+    _readable(W, "W")
     dtype = _compute_dtype(X, W)
     if W.shape[1] != X.shape[1]:
         raise Refused("W and X disagree on D")
     Xr, Wr = _cast(X, dtype, "X"), _cast(W, dtype, "W")
     br = None
     if b is not None:
-        _readable(b, "b", "bias")
+        _readable(b, "b")
         if b.shape != (W.shape[0],):
             raise Refused("b has the wrong length")
         br = _cast(b, dtype, "b")
     out = {"W": Wr, "X": Xr, "b": br, "dtype": dtype, "l2": l2}
     if V is not None:
-        _readable(V, "V", "direction")
+        _readable(V, "V")
         if V.shape != W.shape:
             raise Refused("V has the wrong shape")
         out["V"] = _cast(V, dtype, "V")
         if Vb is not None and b is None:
             raise Refused("Vb without b")
         if Vb is not None:
-            _readable(Vb, "Vb", "direction")
+            _readable(Vb, "Vb")
             if Vb.shape != (W.shape[0],):
                 raise Refused("Vb has the wrong length")
             out["Vb"] = _cast(Vb, dtype, "Vb")

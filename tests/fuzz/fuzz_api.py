@@ -119,7 +119,7 @@ def _argument(fdp, shape):
     return arr
 
 
-def _keywords(fdp, names, out_shape):
+def _keywords(fdp, names, shapes):
     kwargs = {}
     for name in names:
         if not fdp.ConsumeBool():
@@ -130,11 +130,8 @@ def _keywords(fdp, names, out_shape):
             kwargs[name] = _pick(fdp, [0.0, 0.5, -1.0, float("nan"), float("inf"), 1e308, "0.1", None])
         elif name == "reduction":
             kwargs[name] = _pick(fdp, ["mean", "sum", "avg", None, 1])
-        elif name in ("out", "grad_W_out", "grad_b_out"):
-            shape = out_shape[name]
-            kwargs[name] = _argument(fdp, shape)
-        else:
-            kwargs[name] = _argument(fdp, out_shape[name])
+        else:  # out-buffers and sample_weight
+            kwargs[name] = _argument(fdp, shapes[name])
     return kwargs
 
 
@@ -155,8 +152,6 @@ def decode_call(fdp):
     shapes = {"out": (n, k), "grad_W_out": (k, d), "grad_b_out": (k,), "sample_weight": (n,)}
     if name in ("predict_proba", "predict"):
         names = ["n_threads"] + (["out"] if name == "predict_proba" else [])
-        if name == "predict_proba":
-            shapes["out"] = (n, k)
         return func, (W, X, b), _keywords(fdp, names, shapes)
     y = _argument(fdp, (n,) if fdp.ConsumeBool() else (n, k))
     if name == "hessian_product":
