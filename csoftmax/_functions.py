@@ -381,7 +381,7 @@ def _fast_out(out, shape, dtype, inputs):
     if type(out) is not np.ndarray or out.dtype is not dtype or out.shape != shape:
         return False
     flags = out.flags
-    if not (flags.c_contiguous and flags.writeable):
+    if not (flags.c_contiguous and flags.writeable and flags.aligned):
         return False
     for other in inputs:
         if other is not None and np.may_share_memory(out, other):
@@ -406,9 +406,10 @@ def _fast_loss_and_gradient(W, X, y, b, l2, reduction, n_threads, grad_W_out, gr
     k = W.shape[0]
     if W.shape[1] != d or k < 1 or y.shape[0] != n or n == 0 or not (0.0 <= l2 < _INF):
         return None
-    if not (X.flags.aligned and W.flags.aligned and y.flags.c_contiguous):
+    if not (X.flags.aligned and W.flags.aligned and y.flags.c_contiguous and y.flags.aligned):
         return None
-    if b is not None and (type(b) is not np.ndarray or b.dtype is not dtype or b.shape != (k,) or not b.flags.c_contiguous):
+    if b is not None and (type(b) is not np.ndarray or b.dtype is not dtype or b.shape != (k,)
+                          or not (b.flags.c_contiguous and b.flags.aligned)):
         return None
     if grad_b_out is not None and b is None:
         return None

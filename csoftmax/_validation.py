@@ -44,13 +44,22 @@ def _as_array(value, name):
 
 
 def _fix_layout(arr):
-    """Native byte order and strides that are whole multiples of the item size."""
+    """Native byte order, aligned data and strides that are whole multiples of
+    the item size (the kernels dereference typed pointers: a misaligned load
+    is undefined behaviour in C, even where the CPU tolerates it)."""
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     itemsize = arr.dtype.itemsize
-    if any(s % itemsize for s in arr.strides):
-        arr = np.ascontiguousarray(arr)
+    if not arr.flags.aligned or any(s % itemsize for s in arr.strides):
+        arr = np.array(arr, order="C")
     return arr
+
+
+def contiguous(arr, dtype=None):
+    """``np.ascontiguousarray`` that also guarantees aligned data (a copy of
+    a misaligned array, e.g. from ``np.frombuffer`` at an odd offset)."""
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    return arr if arr.flags.aligned else arr.copy()
 
 
 def _check_real_dtype(dtype, name, what="real numbers (float32 or float64)"):
@@ -109,9 +118,9 @@ def as_csr_parts(X, name="X"):
     data = np.asarray(X.data)
     _check_real_dtype(data.dtype, f"{name} (sparse)", "real numbers")
     dtype = np.dtype(np.float32) if data.dtype == np.float32 else np.dtype(np.float64)
-    values = np.ascontiguousarray(data, dtype=np.float64)
-    indices = np.ascontiguousarray(X.indices, dtype=np.int64)
-    indptr = np.ascontiguousarray(X.indptr, dtype=np.int64)
+    values = contiguous(data, np.float64)
+    indices = contiguous(X.indices, np.int64)
+    indptr = contiguous(X.indptr, np.int64)
     if indptr.shape != (n_rows + 1,) or indptr[0] != 0 or indptr[-1] != indices.shape[0] or values.shape != indices.shape:
         raise ValueError(
             f"{name} (sparse) has an inconsistent structure: indptr must have {n_rows + 1} entries "
@@ -188,7 +197,7 @@ def as_bias(b, dtype, n_classes, name="b"):
     _check_ndim(b, 1, name, "of shape (n_classes,)")
     if b.shape[0] != n_classes:
         raise ValueError(f"{name} must have shape ({n_classes},) to match W's {n_classes} classes; got {b.shape}")
-    return np.ascontiguousarray(_to_dtype(b, dtype, name))
+    return contiguous(_to_dtype(b, dtype, name))
 
 
 def as_targets(y, n_samples, n_classes, name="y"):
@@ -203,10 +212,10 @@ def as_targets(y, n_samples, n_classes, name="y"):
         if y.shape[0] != n_samples:
             raise ValueError(f"{name} has {y.shape[0]} labels but X has {n_samples} rows")
         if kind in "iub":
-            if y.dtype != _INT64 or not y.flags.c_contiguous:
+            if y.dtype != _INT64 or not (y.flags.c_contiguous and y.flags.aligned):
                 if kind == "u" and y.dtype.itemsize == 8 and y.size and y.max() > np.iinfo(np.int64).max:
                     raise ValueError(f"{name} holds a label out of range [0, {n_classes}): {y.max()}")
-                y = np.ascontiguousarray(y, dtype=np.int64)
+                y = contiguous(y, np.int64)
             return y, None
         if kind == "f":
             _check_real_dtype(y.dtype, name, f"integer class labels in [0, {n_classes})")
@@ -225,7 +234,7 @@ def as_targets(y, n_samples, n_classes, name="y"):
                     raise ValueError(
                         f"{name} must hold integer class labels in [0, {n_classes}); got non-integer {y[i]} at index {i}"
                     )
-            return np.ascontiguousarray(y, dtype=np.int64), None
+            return contiguous(y, np.int64), None
         raise TypeError(
             f"{name} must hold integer class labels in [0, {n_classes}) or be an (N, K) array of "
             f"targets; got dtype {y.dtype}"
@@ -265,7 +274,7 @@ def as_sample_weight(sample_weight, n_samples, name="sample_weight"):
     _check_ndim(w, 1, name, f"of shape ({n_samples},)")
     if w.shape[0] != n_samples:
         raise ValueError(f"{name} has {w.shape[0]} entries but X has {n_samples} rows")
-    w = np.ascontiguousarray(w, dtype=np.float64)
+    w = contiguous(w, np.float64)
     if w.size and not (w.min() >= 0.0 and np.isfinite(w.max())):
         bad = ~(np.isfinite(w) & (w >= 0))
         i = int(np.flatnonzero(bad)[0])
@@ -344,6 +353,8 @@ def check_out(out, name, shape, dtype, inputs):
         raise TypeError(f"{name} must have dtype {np.dtype(dtype)}; got {out.dtype}")
     if not out.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous")
+    if not out.flags.aligned:
+        raise ValueError(f"{name} must be aligned to its item size")
     if not out.flags.writeable:
         raise ValueError(f"{name} must be writable; got a read-only array")
     if not out.dtype.isnative:

@@ -408,12 +408,15 @@ def _bad_out_buffers(shape, dtype):
     read_only.setflags(write=False)
     big = np.zeros(tuple(2 * s for s in shape), dtype)
     strided = big[tuple(slice(None, None, 2) for _ in shape)]
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    unaligned = np.frombuffer(bytearray(size + 1), dtype, offset=1).reshape(shape)
     cases = [
         ("wrong-shape", np.zeros(tuple(s + 1 for s in shape), dtype), ValueError),
         ("wrong-dtype", np.zeros(shape, wrong_dtype), TypeError),
         ("int-dtype", np.zeros(shape, np.int64), TypeError),
         ("read-only", read_only, ValueError),
         ("strided", strided, ValueError),
+        ("unaligned", unaligned, ValueError),
         ("list", np.zeros(shape, dtype).tolist(), TypeError),
         ("big-endian", np.zeros(shape, np.dtype(dtype).newbyteorder(">")), (TypeError, ValueError)),
     ]
