@@ -58,6 +58,7 @@ def _assert_same_state(est, state):
 
 @pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("tol", [1e-4, 0.0])
+@pytest.mark.filterwarnings("ignore:SGD reached max_iter")  # with tol=0, SGD runs all its epochs
 def test_separable_data_without_penalty_warns_and_stays_finite(rng, solver, tol):
     X, y = _blobs(rng)
     est = SoftmaxRegression(C=np.inf, solver=solver, tol=tol, max_iter=300, **SOLVERS[solver])
