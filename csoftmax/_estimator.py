@@ -50,11 +50,11 @@ Design
   ``__repr__`` and ``score``, and inputs are checked here.
 """
 
+import contextlib
+import copy
 import importlib
 import inspect
 import numbers
-import contextlib
-import copy
 import warnings
 
 import numpy as np
@@ -1164,7 +1164,9 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
             if self.fit_intercept:
                 b0[...] = self.intercept_
         if self.solver == "sgd":
-            return self._fit_sgd(X, y_encoded, sample_weight, classes, W0, b0, l2)
+            self._fit_sgd(X, y_encoded, sample_weight, classes, W0, b0, l2)
+            self._warn_if_unbounded(X, y_encoded, sample_weight, l2)
+            return self
 
         objective = _Objective(X, y_encoded, sample_weight, l2, n_classes, self.fit_intercept, n_threads)
         theta0 = objective.pack(W0, b0)
@@ -1349,7 +1351,6 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
         self._set_model(classes, W, b, X)
         self.n_iter_ = result.n_epochs
         self.loss_curve_ = result.loss_curve
-        self._warn_if_unbounded(X, y_encoded, sample_weight, l2)
         return self
 
     # -- prediction ---------------------------------------------------------

@@ -62,8 +62,10 @@ def _assert_same_state(est, state):
 def test_separable_data_without_penalty_warns_and_stays_finite(rng, solver, tol):
     X, y = _blobs(rng)
     est = SoftmaxRegression(C=np.inf, solver=solver, tol=tol, max_iter=300, **SOLVERS[solver])
-    with pytest.warns(ConvergenceWarning, match="linearly separable and C=inf"):
+    with pytest.warns(ConvergenceWarning, match="linearly separable and C=inf") as record:
         est.fit(X, y)
+    # Reported at the caller's line, for every solver.
+    assert [w.filename for w in record if "separable" in str(w.message)] == [__file__]
     assert np.isfinite(est.coef_).all() and np.isfinite(est.intercept_).all()
     np.testing.assert_array_equal(est.predict(X), y)
     assert np.isfinite(est.predict_proba(X)).all()
