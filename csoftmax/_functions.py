@@ -577,7 +577,7 @@ def hessian_product(
     if y is not None:
         labels, targets = as_targets(y, F.n_samples, W.shape[0], "y")
         if targets is not None:
-            with np.errstate(over="ignore"):
+            with np.errstate(over="ignore", invalid="ignore"):  # inf sums (and 0 * inf) are reported below
                 sums = targets.sum(axis=1)
                 row_weights = sums if weights is None else weights * sums
             if not np.isfinite(row_weights).all():

@@ -838,3 +838,8 @@ def test_overflowing_target_row_sums_in_hessian_product():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         raises_unchanged(ValueError, r"\by\b", csoftmax.hessian_product, d["W"], d["X"], d["W"], d["b"], y=Y)
+        # ... also where that row's weight is 0 (0 * inf).
+        w = d["w"].copy()
+        w[3] = 0.0
+        raises_unchanged(ValueError, r"\by\b", csoftmax.hessian_product, d["W"], d["X"], d["W"], d["b"], y=Y,
+                         sample_weight=w)
