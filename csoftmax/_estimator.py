@@ -50,6 +50,8 @@ Design
   ``__repr__`` and ``score``, and inputs are checked here.
 """
 
+import contextlib
+import copy
 import importlib
 import inspect
 import numbers
@@ -197,6 +199,23 @@ def _logits(X, coef, intercept, block_rows=8192):
             scores[start : start + block_rows] = _dense_rows(X, start, start + block_rows) @ coef.T
     scores += intercept.astype(dtype, copy=False)
     return scores
+
+
+def _separates(X, coef, intercept, y_encoded, sample_weight):
+    """Whether the model puts every weighted training sample strictly on its
+    own class's side (its logit above every other class's).
+
+    Then the data are linearly separable, and without a penalty the objective
+    has no minimum: scaling the coefficients up lowers it towards 0 forever.
+    """
+    scores = _logits(X, coef, intercept)
+    rows = np.arange(scores.shape[0])
+    own = scores[rows, y_encoded].copy()
+    scores[rows, y_encoded] = -np.inf
+    separated = own > scores.max(axis=1)
+    if sample_weight is not None:
+        separated |= sample_weight == 0
+    return bool(separated.all())
 
 
 # ---------------------------------------------------------------------------
@@ -654,6 +673,25 @@ def _newton_cg_loop(objective, theta0, max_iter, tol, verbose, max_inner, max_ha
 # ---------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _unchanged_on_failure(estimator):
+    """Put the estimator's attributes back if the block does not complete.
+
+    Validation sets ``n_features_in_`` (and ``feature_names_in_``) before the
+    solver runs; an error or a ``KeyboardInterrupt`` after that must not leave
+    attributes that disagree with ``coef_``, nor make an unfitted estimator
+    look fitted.  The snapshot is shallow: the fitting code never changes the
+    previous attributes' arrays in place.
+    """
+    saved = dict(vars(estimator))
+    try:
+        yield
+    except BaseException:
+        vars(estimator).clear()
+        vars(estimator).update(saved)
+        raise
+
+
 def _check_bool(value, name):
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be a bool; got {value!r}")
@@ -739,7 +777,7 @@ def _check_shape(X, estimator, reset, names=None):
 def _local_check_y(y, n_samples):
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
-        warnings.warn("A column-vector y was passed when a 1d array was expected", UserWarning, stacklevel=4)
+        warnings.warn("A column-vector y was passed when a 1d array was expected", UserWarning, stacklevel=5)
         y = y.ravel()
     if y.ndim != 1:
         raise ValueError(f"y must be 1-D class labels; got shape {y.shape}")
@@ -1088,7 +1126,17 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
         -------
         self : SoftmaxRegression
             The fitted estimator.
+
+        Notes
+        -----
+        The estimator's attributes change only when the fit completes: an
+        error or an interruption (``KeyboardInterrupt``) leaves a fitted
+        estimator with its previous model and an unfitted one unfitted.
         """
+        with _unchanged_on_failure(self):
+            return self._fit(X, y, sample_weight)
+
+    def _fit(self, X, y, sample_weight):
         _validate_params(self)
         X, y = self._check_X_y(X, y)
         sample_weight = self._check_sample_weight(sample_weight, X)
@@ -1116,7 +1164,9 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
             if self.fit_intercept:
                 b0[...] = self.intercept_
         if self.solver == "sgd":
-            return self._fit_sgd(X, y_encoded, sample_weight, classes, W0, b0, l2)
+            self._fit_sgd(X, y_encoded, sample_weight, classes, W0, b0, l2)
+            self._warn_if_unbounded(X, y_encoded, sample_weight, l2)
+            return self
 
         objective = _Objective(X, y_encoded, sample_weight, l2, n_classes, self.fit_intercept, n_threads)
         theta0 = objective.pack(W0, b0)
@@ -1127,12 +1177,27 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
             warnings.warn(
                 f"{problem}. Increase max_iter, or scale the data (e.g. StandardScaler).",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         self._set_model(classes, *objective.unpack(theta), X)
         self.n_iter_ = n_iter
         self.loss_curve_ = losses
+        self._warn_if_unbounded(X, y_encoded, sample_weight, l2)
         return self
+
+    def _warn_if_unbounded(self, X, y_encoded, sample_weight, l2):
+        """Warn when ``C=inf`` meets separable data: the solver stopped at its
+        tolerance, but the objective has no minimum to converge to."""
+        if l2 > 0 or not _separates(X, self.coef_, self.intercept_, y_encoded, sample_weight):
+            return
+        warnings.warn(
+            f"The training data are linearly separable and C=inf: the objective has no minimum "
+            f"(it keeps decreasing as the coefficients grow), so where {self.solver} stopped was "
+            f"set by tol and max_iter: after {self.n_iter_} iteration(s) with max |coef_| = "
+            f"{_max_abs(self.coef_):.3g}. Use a finite C for a well-defined model.",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
 
     def _training_weights(self, classes, y_encoded, sample_weight, n_samples):
         """The per-sample weights ``s_n`` (sample_weight times the class weights,
@@ -1180,7 +1245,15 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
         Returns
         -------
         self : SoftmaxRegression
+
+        Notes
+        -----
+        As for :meth:`fit`, the estimator is unchanged unless the call completes.
         """
+        with _unchanged_on_failure(self):
+            return self._partial_fit(X, y, classes, sample_weight)
+
+    def _partial_fit(self, X, y, classes, sample_weight):
         _validate_params(self)
         if self.solver != "sgd":
             raise ValueError(f"partial_fit needs solver='sgd'; got solver={self.solver!r}")
@@ -1209,26 +1282,28 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
         if first:
             W = np.zeros((n_classes, X.shape[1]))
             b = np.zeros(n_classes)
-            self._sgd_state = {}
-            self.loss_curve_ = []
-            self.n_iter_ = 0
+            state, loss_curve, n_iter = {}, [], 0
         else:
             W = np.array(self.coef_, dtype=np.float64)
             b = np.array(self.intercept_, dtype=np.float64)
-            if not hasattr(self, "_sgd_state"):
-                # Fitted by fit(): go on from its model, with fresh momentum.
-                self._sgd_state = {}
+            # The epoch updates the momentum buffers and the generator in
+            # place: work on a copy, kept only if the epoch completes.  After
+            # fit() there is no state yet: go on from its model, with fresh
+            # momentum.
+            state = copy.deepcopy(getattr(self, "_sgd_state", {}))
+            loss_curve, n_iter = list(self.loss_curve_), self.n_iter_
         result = self._run_sgd(
             X, y_encoded, sample_weight, W, b, l2, max_epochs=1,
             learning_rate=self.learning_rate if self.learning_rate != "adaptive" else "constant",
-            early_stopping=False, state=self._sgd_state,
+            early_stopping=False, state=state,
         )
         if result.diverged:
             warnings.warn("SGD diverged (non-finite parameters); the last finite parameters are kept.",
-                          ConvergenceWarning, stacklevel=2)
+                          ConvergenceWarning, stacklevel=3)
         self._set_model(all_classes, W, b, X)
-        self.n_iter_ += result.n_epochs
-        self.loss_curve_ = list(self.loss_curve_) + result.loss_curve
+        self._sgd_state = state
+        self.n_iter_ = n_iter + result.n_epochs
+        self.loss_curve_ = loss_curve + result.loss_curve
         return self
 
     def _run_sgd(self, X, y_encoded, sample_weight, W, b, l2, **options):
@@ -1268,13 +1343,13 @@ class SoftmaxRegression(_ClassifierMixin, _BaseEstimator):
                 f"SGD diverged in epoch {result.n_epochs} (non-finite parameters); the last finite "
                 "parameters are kept. Lower eta0 or scale the data.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         elif not result.converged:
             warnings.warn(
                 f"SGD reached max_iter={self.max_iter} epochs without converging.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         self._set_model(classes, W, b, X)
         self.n_iter_ = result.n_epochs

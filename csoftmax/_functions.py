@@ -25,7 +25,8 @@ from ._validation import (
     parameter_dtype,
     raise_bad_label,
     raise_nonfinite,
-    weight_total,
+    loss_weights,
+    penalised_loss,
 )
 
 __all__ = [
@@ -271,7 +272,7 @@ def predict(W, X, b=None, *, n_threads=None):
     status, n_bad = F.predict_rows(*F.args, W, b, None, labels, nt)
     _check_status(status)
     if n_bad or status & _STATUS_NONFINITE:
-        raise_nonfinite((("X", F.array), ("W", W), ("b", b)), "the logits")
+        raise_nonfinite((("X", F.array), ("W", W), ("b", b)), "a logit")
     return labels
 
 
@@ -427,7 +428,7 @@ def loss_and_gradient(
     W, F, b, labels, targets, weights = _fit_inputs(W, X, y, b, sample_weight)
     check_reduction(reduction)
     l2 = check_l2(l2)
-    total = weight_total(weights, F.n_samples, reduction)
+    kernel_weights, total = loss_weights(weights, F.n_samples, reduction)
     nt = resolve_n_threads(n_threads)
     inputs = (("X", F.array), ("W", W), ("b", b), ("y", labels), ("y", targets), ("sample_weight", weights))
     if grad_W_out is None:
@@ -442,9 +443,10 @@ def loss_and_gradient(
     else:
         check_out(grad_b_out, "grad_b_out", (W.shape[0],), F.dtype, inputs + (("grad_W_out", grad_W_out),))
     scale = 1.0 / total
-    loss_sum, sum_sq_W = _run_loss_gradient(W, F, b, labels, targets, weights, scale, l2, grad_W_out, grad_b_out, nt)
-    loss = loss_sum * scale + 0.5 * l2 * sum_sq_W
-    return loss, grad_W_out, grad_b_out
+    loss_sum, sum_sq_W = _run_loss_gradient(
+        W, F, b, labels, targets, kernel_weights, scale, l2, grad_W_out, grad_b_out, nt
+    )
+    return penalised_loss(loss_sum, scale, l2, sum_sq_W), grad_W_out, grad_b_out
 
 
 def hessian_product(
@@ -512,13 +514,19 @@ def hessian_product(
     weights = as_sample_weight(sample_weight, F.n_samples)
     check_reduction(reduction)
     l2 = check_l2(l2)
-    total = weight_total(weights, F.n_samples, reduction)
+    weights, total = loss_weights(weights, F.n_samples, reduction)
     row_weights = weights
     if y is not None:
         labels, targets = as_targets(y, F.n_samples, W.shape[0], "y")
         if targets is not None:
-            sums = targets.sum(axis=1)
-            row_weights = sums if weights is None else weights * sums
+            with np.errstate(over="ignore", invalid="ignore"):  # inf sums (and 0 * inf) are reported below
+                sums = targets.sum(axis=1)
+                row_weights = sums if weights is None else weights * sums
+            if not np.isfinite(row_weights).all():
+                raise ValueError(
+                    "the row sums of the targets y (times sample_weight) overflow the floating-point range; "
+                    "rescale y or sample_weight"
+                )
         elif labels.size and (labels.min() < 0 or labels.max() >= W.shape[0]):
             raise_bad_label(labels, W.shape[0])
     nt = resolve_n_threads(n_threads)

@@ -12,6 +12,8 @@ import sys
 
 import numpy as np
 
+from ._validation import contiguous
+
 _LITTLE = sys.byteorder == "little"
 # _REVERSED[v] is byte v with its bit order reversed (big <-> little bitorder).
 _REVERSED = np.array([int(f"{v:08b}"[::-1], 2) for v in range(256)], dtype=np.uint8)
@@ -84,7 +86,7 @@ class PackedBits:
                 f"for n_features={n_features}; got {words.shape[1]}"
             )
         # A read-only view: the caller's array keeps its own flags.
-        words = np.ascontiguousarray(words).view()
+        words = contiguous(words).view()
         words.flags.writeable = False
         self._words = words
         self._n_features = n_features

@@ -44,13 +44,31 @@ def _as_array(value, name):
 
 
 def _fix_layout(arr):
-    """Native byte order and strides that are whole multiples of the item size."""
+    """Native byte order, aligned data and strides that are whole multiples of
+    the item size (the kernels dereference typed pointers: a misaligned load
+    is undefined behaviour in C, even where the CPU tolerates it)."""
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     itemsize = arr.dtype.itemsize
-    if any(s % itemsize for s in arr.strides):
-        arr = np.ascontiguousarray(arr)
+    if not arr.flags.aligned or any(s % itemsize for s in arr.strides):
+        arr = np.array(arr, order="C")
     return arr
+
+
+def contiguous(arr, dtype=None):
+    """``np.ascontiguousarray`` that also guarantees aligned data (a copy of
+    a misaligned array, e.g. from ``np.frombuffer`` at an odd offset)."""
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    return arr if arr.flags.aligned else arr.copy()
+
+
+def _check_real_dtype(dtype, name, what="real numbers (float32 or float64)"):
+    """Reject dtypes that are not plain real numbers: complex, object, strings,
+    datetimes, extended precision (it would be rounded silently) and float16
+    (rejected for X, so for every argument alike: one rule is easier to
+    predict than per-argument exceptions)."""
+    if dtype.kind not in "biuf" or dtype.itemsize > 8 or dtype == np.float16:
+        raise TypeError(f"{name} must hold {what}; got dtype {dtype}")
 
 
 def _check_ndim(arr, ndim, name, what):
@@ -98,12 +116,11 @@ def as_csr_parts(X, name="X"):
         raise ValueError(f"{name} must be 2-D; got shape {X.shape}")
     n_rows, n_features = X.shape
     data = np.asarray(X.data)
-    if data.dtype.kind not in "biuf" or data.dtype.itemsize > 8 or data.dtype == np.float16:
-        raise TypeError(f"{name} (sparse) must hold real numbers; got dtype {data.dtype}")
+    _check_real_dtype(data.dtype, f"{name} (sparse)", "real numbers")
     dtype = np.dtype(np.float32) if data.dtype == np.float32 else np.dtype(np.float64)
-    values = np.ascontiguousarray(data, dtype=np.float64)
-    indices = np.ascontiguousarray(X.indices, dtype=np.int64)
-    indptr = np.ascontiguousarray(X.indptr, dtype=np.int64)
+    values = contiguous(data, np.float64)
+    indices = contiguous(X.indices, np.int64)
+    indptr = contiguous(X.indptr, np.int64)
     if indptr.shape != (n_rows + 1,) or indptr[0] != 0 or indptr[-1] != indices.shape[0] or values.shape != indices.shape:
         raise ValueError(
             f"{name} (sparse) has an inconsistent structure: indptr must have {n_rows + 1} entries "
@@ -137,11 +154,29 @@ def parameter_dtype(W):
     return np.dtype(np.float32) if dtype == np.float32 else np.dtype(np.float64)
 
 
+def _to_dtype(arr, dtype, name):
+    """``arr`` in the dtype of the computation.  A finite value beyond that
+    dtype's range (float64 parameters with float32 X) is an error here, where
+    NumPy would only warn and make it inf."""
+    if arr.dtype == dtype:
+        return arr
+    with np.errstate(over="ignore"):
+        out = arr.astype(dtype)
+    if out.dtype.kind == "f" and out.size and not np.isfinite(out).all():
+        overflowed = ~np.isfinite(out) & np.isfinite(arr)
+        if overflowed.any():
+            index = tuple(int(v) for v in np.argwhere(overflowed)[0])
+            raise ValueError(
+                f"{name} holds {arr[index]} at index {index[0] if len(index) == 1 else index}, beyond the range "
+                f"of {dtype}, the dtype of the computation (X's)"
+            )
+    return out
+
+
 def as_weights(W, dtype, n_features, name="W"):
     """W of shape (K, D) in ``dtype`` (a float copy only when the dtype differs)."""
     W = _as_array(W, name)
-    if W.dtype.kind not in "biuf" or W.dtype.itemsize > 8 or W.dtype == np.float16:
-        raise TypeError(f"{name} must hold real numbers (float32 or float64); got dtype {W.dtype}")
+    _check_real_dtype(W.dtype, name)
     _check_ndim(W, 2, name, "of shape (n_classes, n_features)")
     if W.shape[0] < 1:
         raise ValueError(f"{name} must have at least one row (class); got shape {W.shape}")
@@ -150,9 +185,7 @@ def as_weights(W, dtype, n_features, name="W"):
             f"{name} has {W.shape[1]} features (columns) but X has {n_features}: "
             f"expected {name} of shape (n_classes, {n_features}), got {W.shape}"
         )
-    if W.dtype != dtype:
-        W = W.astype(dtype)
-    return _fix_layout(W)
+    return _fix_layout(_to_dtype(W, dtype, name))
 
 
 def as_bias(b, dtype, n_classes, name="b"):
@@ -160,12 +193,11 @@ def as_bias(b, dtype, n_classes, name="b"):
     if b is None:
         return None
     b = _as_array(b, name)
-    if b.dtype.kind not in "biuf" or b.dtype.itemsize > 8 or b.dtype == np.float16:
-        raise TypeError(f"{name} must hold real numbers (float32 or float64); got dtype {b.dtype}")
+    _check_real_dtype(b.dtype, name)
     _check_ndim(b, 1, name, "of shape (n_classes,)")
     if b.shape[0] != n_classes:
         raise ValueError(f"{name} must have shape ({n_classes},) to match W's {n_classes} classes; got {b.shape}")
-    return np.ascontiguousarray(b, dtype=dtype)
+    return contiguous(_to_dtype(b, dtype, name))
 
 
 def as_targets(y, n_samples, n_classes, name="y", offset=0):
@@ -182,12 +214,13 @@ def as_targets(y, n_samples, n_classes, name="y", offset=0):
         if y.shape[0] != n_samples:
             raise ValueError(f"{name} has {y.shape[0]} labels but X has {n_samples} rows")
         if kind in "iub":
-            if y.dtype != _INT64 or not y.flags.c_contiguous:
+            if y.dtype != _INT64 or not (y.flags.c_contiguous and y.flags.aligned):
                 if kind == "u" and y.dtype.itemsize == 8 and y.size and y.max() > np.iinfo(np.int64).max:
                     raise ValueError(f"{name} holds a label out of range [0, {n_classes}): {y.max()}")
-                y = np.ascontiguousarray(y, dtype=np.int64)
+                y = contiguous(y, np.int64)
             return y, None
         if kind == "f":
+            _check_real_dtype(y.dtype, name, f"integer class labels in [0, {n_classes})")
             if y.size:
                 finite = np.isfinite(y)
                 if not finite.all():
@@ -206,7 +239,7 @@ def as_targets(y, n_samples, n_classes, name="y", offset=0):
                         f"{name} must hold integer class labels in [0, {n_classes}); got non-integer {y[i]} "
                         f"at index {i + offset}"
                     )
-            return np.ascontiguousarray(y, dtype=np.int64), None
+            return contiguous(y, np.int64), None
         raise TypeError(
             f"{name} must hold integer class labels in [0, {n_classes}) or be an (N, K) array of "
             f"targets; got dtype {y.dtype}"
@@ -216,8 +249,7 @@ def as_targets(y, n_samples, n_classes, name="y", offset=0):
             raise ValueError(
                 f"{name} as targets must have shape (n_samples, n_classes) = ({n_samples}, {n_classes}); got {y.shape}"
             )
-        if kind not in "biuf" or y.dtype.itemsize > 8 or y.dtype == np.float16:
-            raise TypeError(f"{name} targets must hold real numbers; got dtype {y.dtype}")
+        _check_real_dtype(y.dtype, f"{name} targets", "real numbers")
         if y.dtype != _FLOAT64:
             y = y.astype(np.float64)
         y = _fix_layout(y)
@@ -246,12 +278,11 @@ def as_sample_weight(sample_weight, n_samples, name="sample_weight", offset=0):
     if isinstance(sample_weight, numbers.Real) and not isinstance(sample_weight, bool):
         sample_weight = np.full(n_samples, float(sample_weight))
     w = _as_array(sample_weight, name)
-    if w.dtype.kind not in "biuf" or w.dtype.itemsize > 8:
-        raise TypeError(f"{name} must hold real numbers; got dtype {w.dtype}")
+    _check_real_dtype(w.dtype, name, "real numbers")
     _check_ndim(w, 1, name, f"of shape ({n_samples},)")
     if w.shape[0] != n_samples:
         raise ValueError(f"{name} has {w.shape[0]} entries but X has {n_samples} rows")
-    w = np.ascontiguousarray(w, dtype=np.float64)
+    w = contiguous(w, np.float64)
     if w.size and not (w.min() >= 0.0 and np.isfinite(w.max())):
         bad = ~(np.isfinite(w) & (w >= 0))
         i = int(np.flatnonzero(bad)[0])
@@ -268,13 +299,47 @@ def weight_total(weights, n_samples, reduction):
     """The divisor S of the loss: sum of weights (or N) for 'mean', 1 for 'sum'."""
     if reduction == "sum":
         return 1.0
-    total = float(n_samples) if weights is None else float(weights.sum())
+    with np.errstate(over="ignore"):  # an overflowing sum is handled by loss_weights
+        total = float(n_samples) if weights is None else float(weights.sum())
     if not total > 0.0:
         raise ValueError(
             "reduction='mean' divides by the sum of sample weights, which is 0 here "
             f"(n_samples={n_samples}); use reduction='sum' or give positive weights"
         )
     return total
+
+
+# Weight totals outside this range are brought into it (see loss_weights): the
+# loss per unit of weight would otherwise overflow or lose its precision.
+_TOTAL_LOW, _TOTAL_HIGH = 1e-250, 1e250
+
+
+def loss_weights(weights, n_samples, reduction):
+    """``(weights, S)``: the sample weights the kernels use and the divisor S.
+
+    With ``reduction="mean"`` only the ratios of the weights matter, so
+    weights whose sum overflows, or is so small that ``1 / S`` overflows,
+    are divided by their largest value first (a new array: the caller's is
+    left alone).  Otherwise as :func:`weight_total`.
+    """
+    total = weight_total(weights, n_samples, reduction)
+    if reduction == "mean" and weights is not None and not _TOTAL_LOW <= total <= _TOTAL_HIGH:
+        weights = weights / weights.max()
+        total = float(weights.sum())
+    return weights, total
+
+
+def penalised_loss(loss_sum, scale, l2, sum_sq_W):
+    """``loss_sum * scale + (l2 / 2) ||W||^2``; without a penalty ``||W||^2``
+    is not used at all (for huge W it overflows, and 0 * inf would be NaN)."""
+    loss = loss_sum * scale
+    if l2:
+        loss += 0.5 * l2 * sum_sq_W
+        if not loss < np.inf:
+            raise ValueError(
+                f"the L2 penalty (l2 / 2) ||W||^2 overflows the floating-point range (l2={l2}); rescale W or lower l2"
+            )
+    return loss
 
 
 def check_l2(l2):
@@ -296,6 +361,8 @@ def check_out(out, name, shape, dtype, inputs):
         raise TypeError(f"{name} must have dtype {np.dtype(dtype)}; got {out.dtype}")
     if not out.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous")
+    if not out.flags.aligned:
+        raise ValueError(f"{name} must be aligned to its item size")
     if not out.flags.writeable:
         raise ValueError(f"{name} must be writable; got a read-only array")
     if not out.dtype.isnative:
@@ -324,8 +391,8 @@ def raise_nonfinite(arrays, what="the result", offset=0):
             where = shown[0] if len(shown) == 1 else shown
             raise ValueError(f"{name} contains NaN or infinity (first at index {where}: {arr[index]})")
     raise ValueError(
-        f"{what} is not finite although every input is: the logits overflowed the floating-point "
-        "range; rescale X or W"
+        f"{what} is not finite although every input is: the logits or the (weighted) sums overflowed "
+        "the floating-point range; rescale X, W or sample_weight"
     )
 
 

@@ -206,3 +206,22 @@ def assert_close(got, expected, dtype, scale=None, rtol=None, err_msg=""):
             f"{err_msg} {int(bad.sum())} of {bad.size} entries differ; first at {i}: "
             f"got {got[i]!r}, expected {expected[i]!r} (allowed {np.broadcast_to(bound, got.shape)[i]!r})"
         )
+
+
+def ref_hessian_product(W, X, V, b=None, Vb=None, y=None, sample_weight=None, l2=0.0, reduction="mean"):
+    """(HV_W, HV_b): the Hessian of the ``loss_and_gradient`` objective times (V, Vb).
+
+    Row n contributes ``w_n s_n (diag p_n - p_n p_n^T) u_n`` with
+    ``u_n = V x_n + Vb`` and ``s_n`` the row sum of the targets (1 for labels).
+    """
+    W, X, V = as_f64(W), as_f64(X), as_f64(V)
+    n, k = X.shape[0], W.shape[0]
+    P = ref_softmax(ref_logits(W, X, b)) if n else np.zeros((0, k))
+    U = ref_logits(V, X, None if b is None else (np.zeros(k) if Vb is None else Vb))
+    s = np.ones(n) if y is None or np.ndim(y) == 1 else as_f64(y).sum(axis=1)
+    w = _weights(sample_weight, n) * s
+    S = float(_weights(sample_weight, n).sum()) if reduction == "mean" else 1.0
+    M = w[:, None] * (P * U - P * (P * U).sum(axis=1, keepdims=True))
+    HV_W = M.T @ X / S + l2 * V
+    HV_b = None if b is None else M.sum(axis=0) / S
+    return HV_W, HV_b

@@ -1,9 +1,33 @@
-"""Every error path: the right exception, a message naming the argument, no input modified."""
+"""Every error path: the right exception, a message naming the argument, no input modified.
+
+The catalogue of malformed calls across the public API, by category:
+
+- wrong types (None, strings, dicts, objects, ragged lists; lists of lists
+  are converted, see ``test_lists_of_lists_are_converted``), ndim and shapes
+  of X, W, b, Z, y, sample_weight, V, Vb;
+- dtypes: complex, object, str, float16, longdouble, datetime64, timedelta64;
+- labels negative, >= K, non-integral, NaN, inf, huge; targets negative,
+  NaN, inf; weights negative, NaN, inf, of the wrong length, summing to 0
+  with ``reduction="mean"``;
+- out-buffers of the wrong shape, dtype, order or byte order, read-only,
+  strided, not arrays, or overlapping an input;
+- ``n_threads`` 0 or not an integer (huge values are capped, not errors:
+  ``tests/test_threads.py::test_n_threads_values``), ``l2``, ``reduction``;
+- NaN and infinity in X, W, b, Z, V, Vb;
+- ``PackedBits`` and sparse oddities: bad words, counts and bit orders,
+  out-of-range or negative column indices, inconsistent ``indptr``;
+- estimator misuse: bad parameters, predicting before ``fit``, a different
+  number of features, one class, bad ``partial_fit`` calls.
+"""
+
+import warnings
 
 import numpy as np
 import pytest
 
 import csoftmax
+from csoftmax import SoftmaxRegression
+from csoftmax._estimator import NotFittedError
 
 N, D, K = 70, 3, 4
 
@@ -36,10 +60,16 @@ def call(name, W, X, y=None, b=None, **kwargs):
 
 
 def _arrays(obj, prefix="arg"):
-    """(label, array) pairs of every ndarray among the arguments."""
+    """(label, array) pairs of every ndarray among the arguments (and inside
+    sparse matrices and PackedBits)."""
     out = []
     if isinstance(obj, np.ndarray):
         out.append((prefix, obj))
+    elif isinstance(obj, csoftmax.PackedBits):
+        out.append((f"{prefix}.words", obj.words))
+    elif hasattr(obj, "indptr") and hasattr(obj, "indices"):
+        for part in ("data", "indices", "indptr"):
+            out.append((f"{prefix}.{part}", getattr(obj, part)))
     elif isinstance(obj, dict):
         for key, value in obj.items():
             out.extend(_arrays(value, f"{prefix}.{key}"))
@@ -378,12 +408,15 @@ def _bad_out_buffers(shape, dtype):
     read_only.setflags(write=False)
     big = np.zeros(tuple(2 * s for s in shape), dtype)
     strided = big[tuple(slice(None, None, 2) for _ in shape)]
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    unaligned = np.frombuffer(bytearray(size + 1), dtype, offset=1).reshape(shape)
     cases = [
         ("wrong-shape", np.zeros(tuple(s + 1 for s in shape), dtype), ValueError),
         ("wrong-dtype", np.zeros(shape, wrong_dtype), TypeError),
         ("int-dtype", np.zeros(shape, np.int64), TypeError),
         ("read-only", read_only, ValueError),
         ("strided", strided, ValueError),
+        ("unaligned", unaligned, ValueError),
         ("list", np.zeros(shape, dtype).tolist(), TypeError),
         ("big-endian", np.zeros(shape, np.dtype(dtype).newbyteorder(">")), (TypeError, ValueError)),
     ]
@@ -491,3 +524,322 @@ def test_gradient_out_overlapping_sample_weight():
             csoftmax.log_likelihood_gradient(W, X, y, sample_weight=buf, out=buf[: k * d].reshape(k, d))
     finally:
         np.testing.assert_array_equal(buf, before, err_msg="sample_weight was modified")
+
+
+# ---------------------------------------------------------------------------
+# Dtypes that are not plain real numbers, for every array argument
+# ---------------------------------------------------------------------------
+
+_BAD_DTYPES = ("complex128", "float16", "longdouble", "datetime64[s]", "timedelta64[s]", "object", "U1")
+
+
+def _as_bad_dtype(a, dtype):
+    if dtype == "object":
+        return a.astype(object)
+    if dtype == "U1":
+        return np.full(a.shape, "1")
+    if dtype.startswith(("datetime", "timedelta")):
+        return a.astype(np.int64).astype(dtype)
+    return a.astype(dtype)
+
+
+def _dtype_params():
+    params = []
+    for dtype in _BAD_DTYPES:
+        for arg in ("X", "W", "b", "y", "Y", "sample_weight", "Z", "V", "Vb"):
+            if arg == "X" and dtype == "object":
+                continue  # X-object is in _model_cases
+            params.append(pytest.param(arg, dtype, id=f"{arg}-{dtype}"))
+    return params
+
+
+@pytest.mark.parametrize("arg, dtype", _dtype_params())
+def test_bad_dtype(arg, dtype):
+    d = data()
+    y, Y = d["y"], d["Y"]
+    if np.dtype(dtype).kind == "f" and arg == "y":
+        y = y.astype(dtype)  # float labels of a dtype other than float32/float64
+    if arg == "Z":
+        raises_unchanged(TypeError, r"\bZ\b", csoftmax.softmax, _as_bad_dtype(d["Z"], dtype))
+        return
+    if arg in ("V", "Vb"):
+        V, Vb = d["W"].copy(), d["b"].copy()
+        bad = _as_bad_dtype(V if arg == "V" else Vb, dtype)
+        V, Vb = (bad, Vb) if arg == "V" else (V, bad)
+        raises_unchanged(TypeError, rf"\b{arg}\b", csoftmax.hessian_product, d["W"], d["X"], V, d["b"], Vb)
+        return
+    args = {"W": d["W"], "X": d["X"], "y": y, "b": d["b"], "sample_weight": None}
+    name = {"Y": "y"}.get(arg, arg)
+    source = {"Y": Y, "y": d["y"]}.get(arg, d.get(arg, d["w"]))
+    args[name] = y if (arg == "y" and y.dtype != d["y"].dtype) else _as_bad_dtype(source, dtype)
+    func = "loss_and_gradient" if arg in ("y", "Y", "sample_weight") else "predict_proba"
+    raises_unchanged(TypeError, rf"\b{name}\b", call, func, args["W"], args["X"], args["y"], args["b"],
+                     sample_weight=args["sample_weight"])
+
+
+def test_lists_of_lists_are_converted():
+    """Nested lists are array-likes: the same results as the arrays (not an error)."""
+    d = data()
+    W, X, y, b, w = d["W"], d["X"], d["y"], d["b"], d["w"]
+    np.testing.assert_array_equal(csoftmax.softmax(d["Z"].tolist()), csoftmax.softmax(d["Z"]))
+    np.testing.assert_array_equal(csoftmax.predict_proba(W.tolist(), X.tolist(), b.tolist()),
+                                  csoftmax.predict_proba(W, X, b))
+    got = csoftmax.loss_and_gradient(W.tolist(), X.tolist(), y.tolist(), b.tolist(), sample_weight=w.tolist())
+    expected = csoftmax.loss_and_gradient(W, X, y, b, sample_weight=w)
+    assert got[0] == expected[0]
+    np.testing.assert_array_equal(got[1], expected[1])
+
+
+# ---------------------------------------------------------------------------
+# hessian_product
+# ---------------------------------------------------------------------------
+
+
+def _hessian_cases():
+    d = data()
+    W, b = d["W"], d["b"]
+    V_nan = W.copy()
+    V_nan[1, 1] = np.nan
+    Vb_inf = b.copy()
+    Vb_inf[2] = np.inf
+    return [
+        ("V-D-mismatch", dict(V=W[:, :2]), ValueError, r"\bV\b"),
+        ("V-K-mismatch", dict(V=W[:2]), ValueError, r"\bV\b"),
+        ("V-1d", dict(V=W[0]), ValueError, r"\bV\b"),
+        ("V-None", dict(V=None), TypeError, r"\bV\b"),
+        ("V-str", dict(V="V"), TypeError, r"\bV\b"),
+        ("V-nan", dict(V=V_nan), ValueError, r"\bV\b"),
+        ("Vb-wrong-length", dict(Vb=b[:2]), ValueError, r"\bVb\b"),
+        ("Vb-2d", dict(Vb=b[None]), ValueError, r"\bVb\b"),
+        ("Vb-inf", dict(Vb=Vb_inf), ValueError, r"\bVb\b"),
+        ("Vb-without-b", dict(b=None), ValueError, r"\bVb\b"),
+        ("y-out-of-range", dict(y=d["y"] + K), ValueError, r"\by\b"),
+        ("y-wrong-length", dict(y=d["y"][:-1]), ValueError, r"\by\b"),
+        ("weights-all-zero-mean", dict(sample_weight=np.zeros(N)), ValueError, r"sample.weight"),
+        ("weights-nan", dict(sample_weight=np.full(N, np.nan)), ValueError, r"sample_weight"),
+        ("reduction", dict(reduction="avg"), ValueError, r"reduction"),
+        ("l2-negative", dict(l2=-1.0), ValueError, r"\bl2\b"),
+        ("n_threads-0", dict(n_threads=0), ValueError, r"n_threads"),
+        ("n_threads-float", dict(n_threads=2.0), TypeError, r"n_threads"),
+    ]
+
+
+@pytest.mark.parametrize("case", _hessian_cases(), ids=lambda c: c[0])
+def test_bad_hessian_product_arguments(case):
+    _, changes, exc, match = case
+    d = data()
+    args = dict(W=d["W"], X=d["X"], V=d["W"].copy(), b=d["b"], Vb=d["b"].copy())
+    kwargs = {}
+    for key, value in changes.items():
+        (args if key in args else kwargs)[key] = value
+    raises_unchanged(exc, match, csoftmax.hessian_product, args["W"], args["X"], args["V"], args["b"], args["Vb"],
+                     **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# PackedBits and sparse oddities
+# ---------------------------------------------------------------------------
+
+
+def _packed_cases():
+    words = np.zeros((N, 1), np.uint64)
+    return [
+        ("words-int64", lambda: csoftmax.PackedBits(words.astype(np.int64), D), TypeError, r"\bwords\b"),
+        ("words-1d", lambda: csoftmax.PackedBits(words[:, 0], D), TypeError, r"\bwords\b"),
+        ("words-too-few", lambda: csoftmax.PackedBits(words, 65), ValueError, r"\bwords\b"),
+        ("words-too-many", lambda: csoftmax.PackedBits(np.zeros((N, 3), np.uint64), 65), ValueError, r"\bwords\b"),
+        ("n_features-negative", lambda: csoftmax.PackedBits(words, -1), ValueError, r"n_features"),
+        ("n_features-float", lambda: csoftmax.PackedBits(words, 3.0), ValueError, r"n_features"),
+        ("n_features-bool", lambda: csoftmax.PackedBits(words, True), ValueError, r"n_features"),
+        ("packbits-too-few-bytes", lambda: csoftmax.PackedBits.from_packbits(np.zeros((N, 1), np.uint8), 9),
+         ValueError, r"n_features"),
+        ("packbits-bitorder", lambda: csoftmax.PackedBits.from_packbits(np.zeros((N, 1), np.uint8), 8, "middle"),
+         ValueError, r"bitorder"),
+        ("packbits-not-uint8", lambda: csoftmax.PackedBits.from_packbits(np.zeros((N, 1)), 8), TypeError, r"\bA\b"),
+        ("pack_bits-two", lambda: csoftmax.pack_bits(np.full((3, 3), 2)), ValueError, r"\bX\b"),
+        ("pack_bits-nan", lambda: csoftmax.pack_bits(np.full((3, 3), np.nan)), ValueError, r"\bX\b"),
+        ("pack_bits-1d", lambda: csoftmax.pack_bits(np.ones(3)), ValueError, r"\bX\b"),
+        ("pack_bits-str", lambda: csoftmax.pack_bits("101"), TypeError, r"\bX\b"),
+    ]
+
+
+@pytest.mark.parametrize("case", _packed_cases(), ids=lambda c: c[0])
+def test_bad_packed_bits(case):
+    _, make, exc, match = case
+    raises_unchanged(exc, match, make)
+
+
+@pytest.mark.parametrize("func", MODEL_FUNCS)
+def test_packed_bits_with_mismatched_arguments(func):
+    d = data()
+    packed = csoftmax.pack_bits(d["X"] > 1.0)
+    raises_unchanged(ValueError, r"\bW\b", call, func, d["W"][:, :2], packed, d["y"], d["b"])
+    if func in FIT_FUNCS:
+        raises_unchanged(ValueError, r"\by\b", call, func, d["W"], packed, d["y"][:-1], d["b"])
+        raises_unchanged(ValueError, r"\by\b", call, func, d["W"], packed, d["y"] + K, d["b"])
+
+
+def test_packed_bits_padding_bits_are_ignored():
+    """Set bits beyond n_features in the last word are not features (and are never read)."""
+    d = data()
+    dense = (d["X"] > 1.0).astype(np.uint8)
+    noisy = csoftmax.pack_bits(dense).words | np.uint64(0xFFFF_FFFF_FFFF_FFF0)
+    packed = csoftmax.PackedBits(noisy, D)
+    np.testing.assert_array_equal(packed.unpack(), dense)
+    np.testing.assert_allclose(csoftmax.predict_proba(d["W"], packed, d["b"]),
+                               csoftmax.predict_proba(d["W"], dense, d["b"]), rtol=1e-14)
+    got = csoftmax.loss_and_gradient(d["W"], packed, d["y"], d["b"])
+    expected = csoftmax.loss_and_gradient(d["W"], dense, d["y"], d["b"])
+    np.testing.assert_allclose(got[0], expected[0], rtol=1e-14)
+    np.testing.assert_allclose(got[1], expected[1], rtol=1e-12, atol=1e-15)
+
+
+def _sparse_cases(sparse):
+    X = sparse.csr_matrix(data()["X"])
+
+    def edited(part, index, value):
+        bad = X.copy()
+        array = getattr(bad, part).copy()
+        array[index] = value
+        setattr(bad, part, array)
+        return bad
+
+    short_indptr = X.copy()
+    short_indptr.indptr = X.indptr[:-1].copy()
+    return [
+        ("index-too-large", edited("indices", 5, D + 2), ValueError, r"\bX\b.*column index"),
+        ("index-negative", edited("indices", 0, -1), ValueError, r"\bX\b.*column index"),
+        ("indptr-decreasing", edited("indptr", 3, X.indptr[4] + 1), ValueError, r"\bX\b.*indptr"),
+        ("indptr-end-past-nnz", edited("indptr", -1, X.nnz + 5), ValueError, r"\bX\b.*indptr"),
+        ("indptr-start-not-0", edited("indptr", 0, 1), ValueError, r"\bX\b.*indptr"),
+        ("indptr-too-short", short_indptr, ValueError, r"\bX\b.*indptr"),
+        ("complex-data", X.astype(complex), TypeError, r"\bX\b"),
+        ("W-wrong-features", None, ValueError, r"\bW\b"),
+    ]
+
+
+@pytest.mark.parametrize("func", MODEL_FUNCS + ("hessian_product",))
+@pytest.mark.parametrize("index", range(8), ids=lambda i: ["index-too-large", "index-negative", "indptr-decreasing",
+                                                           "indptr-end-past-nnz", "indptr-start-not-0",
+                                                           "indptr-too-short", "complex-data", "W-wrong-features"][i])
+def test_bad_sparse_X(func, index):
+    sparse = pytest.importorskip("scipy.sparse")
+    label, X, exc, match = _sparse_cases(sparse)[index]
+    d = data()
+    W = d["W"]
+    if X is None:
+        X, W = sparse.csr_matrix(d["X"]), W[:, :2]
+    if func == "hessian_product":
+        raises_unchanged(exc, match, csoftmax.hessian_product, W, X, W.copy(), d["b"], d["b"].copy())
+    else:
+        raises_unchanged(exc, match, call, func, W, X, d["y"], d["b"])
+
+
+# ---------------------------------------------------------------------------
+# Estimator misuse
+# ---------------------------------------------------------------------------
+
+
+def _estimator_cases():
+    """(id, action(X, y), exception, pattern): every action gets the X and y of data()."""
+    return [
+        ("C-negative", lambda X, y: SoftmaxRegression(C=-1.0).fit(X, y), ValueError, r"\bC\b"),
+        ("C-nan", lambda X, y: SoftmaxRegression(C=np.nan).fit(X, y), ValueError, r"\bC\b"),
+        ("solver-unknown", lambda X, y: SoftmaxRegression(solver="adam").fit(X, y), ValueError, r"solver"),
+        ("max_iter-0", lambda X, y: SoftmaxRegression(max_iter=0).fit(X, y), ValueError, r"max_iter"),
+        ("tol-negative", lambda X, y: SoftmaxRegression(tol=-1.0).fit(X, y), ValueError, r"\btol\b"),
+        ("n_threads-0", lambda X, y: SoftmaxRegression(n_threads=0).fit(X, y), ValueError, r"n_threads"),
+        ("n_threads-str", lambda X, y: SoftmaxRegression(n_threads="4").fit(X, y), ValueError, r"n_threads"),
+        ("class_weight-list", lambda X, y: SoftmaxRegression(class_weight=[1, 2]).fit(X, y), ValueError,
+         r"class_weight"),
+        ("batch_size-0", lambda X, y: SoftmaxRegression(solver="sgd", batch_size=0).fit(X, y), ValueError,
+         r"batch_size"),
+        ("momentum-1", lambda X, y: SoftmaxRegression(solver="sgd", momentum=1.0).fit(X, y), ValueError, r"momentum"),
+        ("optimal-needs-C", lambda X, y: SoftmaxRegression(solver="sgd", C=np.inf).fit(X, y), ValueError,
+         r"learning_rate"),
+        ("predict-unfitted", lambda X, y: SoftmaxRegression().predict(X), NotFittedError, r"not fitted"),
+        ("predict_proba-unfitted", lambda X, y: SoftmaxRegression().predict_proba(X), NotFittedError, r"not fitted"),
+        ("predict-other-features", lambda X, y: SoftmaxRegression().fit(X, y).predict(X[:, :2]), ValueError,
+         r"features"),
+        ("predict-nan", lambda X, y: SoftmaxRegression().fit(X, y).predict(np.where(X > 1.4, np.nan, X)),
+         ValueError, r"NaN"),
+        ("fit-one-class", lambda X, y: SoftmaxRegression().fit(X, np.zeros(N)), ValueError, r"classes"),
+        ("fit-y-wrong-length", lambda X, y: SoftmaxRegression().fit(X, y[:-1]), ValueError, r"samples"),
+        ("fit-continuous-y", lambda X, y: SoftmaxRegression().fit(X, y + 0.5), ValueError, r"label type"),
+        ("fit-X-3d", lambda X, y: SoftmaxRegression().fit(X[None], y), ValueError, r"2D|dim 3"),
+        ("fit-X-complex", lambda X, y: SoftmaxRegression().fit(X.astype(complex), y), ValueError, r"[Cc]omplex"),
+        ("fit-weights-negative", lambda X, y: SoftmaxRegression().fit(X, y, sample_weight=-np.ones(N)), ValueError,
+         r"non-negative|sample.weight"),
+        ("fit-weights-short", lambda X, y: SoftmaxRegression().fit(X, y, sample_weight=np.ones(N - 1)), ValueError,
+         r"sample.weight|samples|entries"),
+        ("partial_fit-no-classes", lambda X, y: SoftmaxRegression(solver="sgd").partial_fit(X, y), ValueError,
+         r"classes"),
+        ("partial_fit-unknown-label",
+         lambda X, y: SoftmaxRegression(solver="sgd").partial_fit(X, y, classes=[1, 2]), ValueError, r"classes"),
+        ("partial_fit-not-sgd", lambda X, y: SoftmaxRegression().partial_fit(X, y, classes=[0, 1, 2, 3]),
+         AttributeError, r"solver='sgd'"),
+    ]
+
+
+@pytest.mark.parametrize("case", _estimator_cases(), ids=lambda c: c[0])
+def test_estimator_misuse(case):
+    _, action, exc, match = case
+    d = data()
+    raises_unchanged(exc, match, action, d["X"], d["y"])
+
+
+# ---------------------------------------------------------------------------
+# Extreme but valid values (each once a finding of tests/test_fuzz.py)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arg", ["W", "b"])
+def test_float64_parameters_beyond_the_float32_range_of_X(arg):
+    d = data()
+    W, b = d["W"].copy(), d["b"].copy()
+    {"W": W, "b": b}[arg].flat[1] = 1e200
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for func in MODEL_FUNCS:
+            raises_unchanged(ValueError, rf"\b{arg}\b.*float32", call, func, W, d["X"].astype(np.float32), d["y"], b)
+
+
+def test_huge_W_without_penalty_gives_no_nan_and_an_overflowing_penalty_is_an_error():
+    # K = 1: every probability is 1 whatever the logits, so the loss is exactly 0,
+    # while ||W||^2 overflows.
+    W, X, y = np.array([[1e307]]), np.array([[0.125]]), np.array([0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss, gW, _ = csoftmax.loss_and_gradient(W, X, y)
+        assert loss == 0.0 and np.all(gW == 0.0)
+        raises_unchanged(ValueError, r"\bl2\b", csoftmax.loss_and_gradient, W, X, y, l2=0.5)
+
+
+@pytest.mark.parametrize("scale", [1e-311, 1e-280, 1e300, 1.7e308])
+def test_mean_depends_only_on_the_ratios_of_extreme_weights(scale):
+    d = data()
+    w = d["w"] / d["w"].max()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = csoftmax.loss_and_gradient(d["W"], d["X"], d["y"], d["b"], sample_weight=w * scale)
+        hv = csoftmax.hessian_product(d["W"], d["X"], d["W"], d["b"], sample_weight=w * scale)
+    expected = csoftmax.loss_and_gradient(d["W"], d["X"], d["y"], d["b"], sample_weight=w)
+    rtol = 1e-9 if scale > 1e-300 else 1e-6  # subnormal weights carry fewer digits
+    np.testing.assert_allclose(got[0], expected[0], rtol=rtol)
+    np.testing.assert_allclose(got[1], expected[1], rtol=rtol, atol=1e-15)
+    np.testing.assert_allclose(hv[0], csoftmax.hessian_product(d["W"], d["X"], d["W"], d["b"], sample_weight=w)[0],
+                               rtol=rtol, atol=1e-15)
+
+
+def test_overflowing_target_row_sums_in_hessian_product():
+    d = data()
+    Y = d["Y"].copy()
+    Y[3] = 1e308
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        raises_unchanged(ValueError, r"\by\b", csoftmax.hessian_product, d["W"], d["X"], d["W"], d["b"], y=Y)
+        # ... also where that row's weight is 0 (0 * inf).
+        w = d["w"].copy()
+        w[3] = 0.0
+        raises_unchanged(ValueError, r"\by\b", csoftmax.hessian_product, d["W"], d["X"], d["W"], d["b"], y=Y,
+                         sample_weight=w)
