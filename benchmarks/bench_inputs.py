@@ -146,12 +146,13 @@ def measure(what, threads, repeats, max_time_s):
             return record
     threadpool_limits(limits=threads)
     got = extract(call())
-    if what.startswith("sparse_"):
-        if what != "sparse_csoftmax":
-            # csoftmax's CSR kernel is checked against the dense array in the
-            # test suite; here the peer is checked against it.
-            mine = csoftmax.loss_and_gradient(W, X, y, b, n_threads=threads)
-            record["error"] = _check(got, mine)
+    if what == "sparse_csoftmax":
+        # csoftmax's CSR kernel is checked against the dense array by the test
+        # suite (the dense array is 16 GB here); the peer is checked against it.
+        record["error"] = None
+    elif what.startswith("sparse_"):
+        mine = csoftmax.loss_and_gradient(W, X, y, b, n_threads=threads)
+        record["error"] = _check(got, mine)
     else:
         record["error"] = _check(got, ref)
     if record["error"]:
