@@ -72,11 +72,7 @@ cdef extern from "_kernels.h" nogil:
         CSM_VL
         CSM_CHUNK
     Py_ssize_t csm_padded(Py_ssize_t K)
-    void csm_exp_inplace(double* v, Py_ssize_t n)
     void csm_log_inplace(double* v, Py_ssize_t n)
-    double csm_row_max(const double* z, Py_ssize_t ldz)
-    double csm_row_sum(const double* z, Py_ssize_t ldz)
-    void csm_row_affine(double* z, Py_ssize_t ldz, double a, double c)
     void csm_logits_d(const double* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
                       const double* W, Py_ssize_t ldw, Py_ssize_t K, const double* bias,
                       double* Z, Py_ssize_t zr, Py_ssize_t zk)
@@ -306,11 +302,32 @@ cdef void source_chunk(const Source* src, Py_ssize_t first_row, Py_ssize_t n_row
         s.ld = src.D
 
 
+cdef inline void zero_padding_rows(double* Z, Py_ssize_t K, Py_ssize_t n_rows) noexcept nogil:
+    """Z[k * CSM_CHUNK + r] = 0 for the rows after n_rows up to a whole vector
+    (the class-major kernels work on whole vectors of rows)."""
+    cdef Py_ssize_t k, r, n_padded = (n_rows + CSM_VL - 1) // CSM_VL * CSM_VL
+    for k in range(K):
+        for r in range(n_rows, n_padded):
+            Z[k * CSM_CHUNK + r] = 0.0
+
+
+cdef inline void load_class_major(const floating* A, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t n_rows,
+                                  Py_ssize_t K, double* Z) noexcept nogil:
+    """Z[k * CSM_CHUNK + r] = A[r * s0 + k * s1] for r < n_rows, k < K (element
+    strides), the rows padded to a whole vector by zeros."""
+    cdef Py_ssize_t k, r
+    cdef const floating* row
+    for r in range(n_rows):
+        row = A + r * s0
+        for k in range(K):
+            Z[k * CSM_CHUNK + r] = row[k * s1]
+    zero_padding_rows(Z, K, n_rows)
+
+
 cdef void source_logits(const Source* src, Scratch* s, Py_ssize_t n_rows,
                         const Model* m, double* Z) noexcept nogil:
     """Class-major logits of the current chunk: Z[k * CSM_CHUNK + r] = w_k . x_r + b_k,
     with the rows padded to a whole vector by zeros."""
-    cdef Py_ssize_t k, r, n_padded = (n_rows + CSM_VL - 1) // CSM_VL * CSM_VL
     if src.kind == KIND_F64:
         csm_logits_d(<const double*> s.Xc, s.ld, n_rows, src.D, m.W, src.D, m.K, m.bias, Z, 1, CSM_CHUNK)
     elif src.kind == KIND_F32:
@@ -327,9 +344,7 @@ cdef void source_logits(const Source* src, Scratch* s, Py_ssize_t n_rows,
         else:
             csm_bits_logits(<const uint64_t*> s.Xc, s.ld, n_rows, src.D, m.WT, m.ldz, m.WT + src.D * m.ldz, s.T)
         csm_rows_to_classes(s.T, m.ldz, n_rows, m.K, Z, CSM_CHUNK)
-    for k in range(m.K):
-        for r in range(n_rows, n_padded):
-            Z[k * CSM_CHUNK + r] = 0.0
+    zero_padding_rows(Z, m.K, n_rows)
 
 
 cdef void source_rank_update(const Source* src, Scratch* s, Py_ssize_t n_rows, Py_ssize_t K,
@@ -351,15 +366,6 @@ cdef void source_rank_update(const Source* src, Scratch* s, Py_ssize_t n_rows, P
                                src.D, s.T, ldz, s.GT)
         else:
             csm_bits_accumulate(<const uint64_t*> s.Xc, s.ld, n_rows, src.D, s.T, ldz, s.GT)
-
-
-cdef inline void chunk_exp_sums(double* Z, Py_ssize_t ldz, Py_ssize_t n_rows,
-                                double* row_sum) noexcept nogil:
-    """Z = exp(Z) (row-major, rows already shifted); row_sum[r] = sum_k Z[r, k]."""
-    cdef Py_ssize_t r
-    csm_exp_inplace(Z, n_rows * ldz)
-    for r in range(n_rows):
-        row_sum[r] = csm_row_sum(Z + r * ldz, ldz)
 
 
 cdef int partition_work(
@@ -393,7 +399,7 @@ cdef int partition_work(
     cdef double* U = scratch.U
     cdef double* label_of = scratch.row_a
     cdef double* weight_of = scratch.row_b
-    cdef Py_ssize_t r0 = row_begin, n_rows, n_padded, r, k, n, i
+    cdef Py_ssize_t r0 = row_begin, n_rows, n_padded, r, k, i
     cdef int64_t label
     cdef bint residual = mode == MODE_LOSS_GRADIENT
 
@@ -430,12 +436,7 @@ cdef int partition_work(
             csm_cm_label_loss(Z, CSM_CHUNK, n_padded, K, label_of, weight_of, residual,
                               scratch.loss_lanes, scratch.col_sum)
         else:
-            for k in range(K):
-                for r in range(n_rows):
-                    n = r0 + r
-                    U[k * CSM_CHUNK + r] = Y[n * sy0 + k * sy1]
-                for r in range(n_rows, n_padded):
-                    U[k * CSM_CHUNK + r] = 0.0
+            load_class_major(Y + r0 * sy0, sy0, sy1, n_rows, K, U)
             csm_cm_soft_loss(Z, U, CSM_CHUNK, n_padded, K, weight_of, residual,
                              scratch.loss_lanes, scratch.col_sum)
         if mode != MODE_LOSS:
@@ -1147,15 +1148,7 @@ cdef Py_ssize_t rowwise_chunk(
     cdef double* row_max = scratch.row_a
     cdef double* row_sum = scratch.row_sum
     cdef double* row_log = scratch.row_log
-    cdef const floating* src
-    cdef double m, inv
-    for r in range(n_rows):
-        src = Z + (first_row + r) * sz0
-        for k in range(K):
-            E[k * CSM_CHUNK + r] = src[k * sz1]
-    for k in range(K):
-        for r in range(n_rows, n_padded):
-            E[k * CSM_CHUNK + r] = 0.0
+    load_class_major(Z + first_row * sz0, sz0, sz1, n_rows, K, E)
     if mode == 0:
         # row_sum is NaN for rows with a non-finite maximum
         csm_cm_softmax(E, CSM_CHUNK, n_padded, K, row_sum)

@@ -250,12 +250,6 @@ CSM_INLINE csm_vd csm_hsum_many(const csm_vd* a) {
 #endif
 }
 
-CSM_INLINE double csm_hmax(csm_vd v) {
-    double m = CSM_LANE(v, 0);
-    for (int l = 1; l < CSM_VL; l++) m = CSM_LANE(v, l) > m ? CSM_LANE(v, l) : m;
-    return m;
-}
-
 /* ------------------------------------------------------------------------- */
 /* exp and log                                                               */
 /* ------------------------------------------------------------------------- */
@@ -330,36 +324,9 @@ CSM_INLINE csm_vd csm_log_positive(csm_vd x) {
     return csm_select(CSM_LT(x, CSM_SET1(INFINITY)), result, x + x);
 }
 
-/* v[0:n] = exp(v[0:n]) for values <= 0 (n a multiple of CSM_VL). */
-static inline void csm_exp_inplace(double* v, ptrdiff_t n) {
-    for (ptrdiff_t i = 0; i < n; i += CSM_VL) csm_store_d(v + i, csm_exp_nonpositive(csm_load_d(v + i)));
-}
-
 /* v[0:n] = log(v[0:n]) (n a multiple of CSM_VL). */
 static inline void csm_log_inplace(double* v, ptrdiff_t n) {
     for (ptrdiff_t i = 0; i < n; i += CSM_VL) csm_store_d(v + i, csm_log_positive(csm_load_d(v + i)));
-}
-
-/* Row maximum over a padded row (padding is -inf). */
-static inline double csm_row_max(const double* z, ptrdiff_t ldz) {
-    csm_vd m = csm_load_d(z);
-    for (ptrdiff_t k = CSM_VL; k < ldz; k += CSM_VL) {
-        csm_vd v = csm_load_d(z + k);
-        m = csm_select(CSM_LT(m, v), v, m);
-    }
-    return csm_hmax(m);
-}
-
-static inline double csm_row_sum(const double* z, ptrdiff_t ldz) {
-    csm_vd s = csm_load_d(z);
-    for (ptrdiff_t k = CSM_VL; k < ldz; k += CSM_VL) s += csm_load_d(z + k);
-    return csm_hsum(s);
-}
-
-/* z[0:ldz] = z * a + c, vectorised over a padded row. */
-static inline void csm_row_affine(double* z, ptrdiff_t ldz, double a, double c) {
-    const csm_vd va = CSM_SET1(a), vc = CSM_SET1(c);
-    for (ptrdiff_t k = 0; k < ldz; k += CSM_VL) csm_store_d(z + k, csm_load_d(z + k) * va + vc);
 }
 
 /* ------------------------------------------------------------------------- */
