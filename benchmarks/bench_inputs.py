@@ -20,10 +20,8 @@ and skips the peers.
 """
 
 import argparse
-import importlib.metadata
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -49,7 +47,6 @@ LABELS = {
     "sparse_csoftmax": "csoftmax, CSR",
     "sparse_sklearn": "scikit-learn LinearModelLoss, same CSR",
 }
-PACKAGES = ("csoftmax", "numpy", "scipy", "scikit-learn", "torch", "jax")
 RTOL = 1e-6
 
 
@@ -176,16 +173,6 @@ def _run_one(what, threads, args):
     return json.loads(lines[-1])
 
 
-def _versions():
-    found = {}
-    for name in PACKAGES:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return found
-
-
 def _table(records, baseline, title):
     lines = [f"### {title}", "", "| input | threads | median ms | IQR ms | X bytes | time / " + LABELS[baseline] + " |",
              "|---|---|---|---|---|---|"]
@@ -224,9 +211,12 @@ def main(argv=None):
 
     lines = ["# Input kinds: benchmark results", ""]
     lines += [f"Command: `{shlex.join(['python', 'benchmarks/bench_inputs.py'] + (argv or sys.argv[1:]))}`", ""]
-    lines += [f"Machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-              f"{len(os.sched_getaffinity(0))} CPUs usable", ""]
-    lines += ["Versions: " + ", ".join(f"{k} {v}" for k, v in _versions().items()), ""]
+    import run  # its machine description, shared by every results file
+
+    info = run.machine_description()
+    lines += [f"Machine: {info['cpu']}; {info['logical_cpus']} logical CPUs ({info['usable_cpus']} usable); "
+              f"memory {info['memory']}; Linux {info['kernel']}, Python {info['python']}", ""]
+    lines += ["Versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()), ""]
     lines += ["Medians over repeated samples, each measurement in its own process pinned to its threads.",
               "Last column: time of the row / time of the baseline row at the same thread count "
               "(below 1: faster than the baseline).", ""]
