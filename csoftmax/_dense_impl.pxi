@@ -75,16 +75,16 @@ cdef extern from "_kernels.h" nogil:
     void csm_log_inplace(double* v, Py_ssize_t n)
     void csm_logits_d(const double* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
                       const double* W, Py_ssize_t ldw, Py_ssize_t K, const double* bias,
-                      double* Z, Py_ssize_t zr, Py_ssize_t zk)
+                      double* Z, Py_ssize_t ldc)
     void csm_logits_f(const float* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
                       const double* W, Py_ssize_t ldw, Py_ssize_t K, const double* bias,
-                      double* Z, Py_ssize_t zr, Py_ssize_t zk)
+                      double* Z, Py_ssize_t ldc)
     void csm_logits_u8(const uint8_t* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
                        const double* W, Py_ssize_t ldw, Py_ssize_t K, const double* bias,
-                       double* Z, Py_ssize_t zr, Py_ssize_t zk)
+                       double* Z, Py_ssize_t ldc)
     void csm_logits_s(const float* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
                       const float* Ws, const double* W, Py_ssize_t ldw, Py_ssize_t K, const double* bias,
-                      double* Z, Py_ssize_t zr, Py_ssize_t zk)
+                      double* Z, Py_ssize_t ldc)
     void csm_rank_update_d(const double* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
                            const double* R, Py_ssize_t rr, Py_ssize_t rk, Py_ssize_t K,
                            double* G, Py_ssize_t ldg)
@@ -329,11 +329,11 @@ cdef void source_logits(const Source* src, Scratch* s, Py_ssize_t n_rows,
     """Class-major logits of the current chunk: Z[k * CSM_CHUNK + r] = w_k . x_r + b_k,
     with the rows padded to a whole vector by zeros."""
     if src.kind == KIND_F64:
-        csm_logits_d(<const double*> s.Xc, s.ld, n_rows, src.D, m.W, src.D, m.K, m.bias, Z, 1, CSM_CHUNK)
+        csm_logits_d(<const double*> s.Xc, s.ld, n_rows, src.D, m.W, src.D, m.K, m.bias, Z, CSM_CHUNK)
     elif src.kind == KIND_F32:
-        csm_logits_s(<const float*> s.Xc, s.ld, n_rows, src.D, m.Ws, m.W, src.D, m.K, m.bias, Z, 1, CSM_CHUNK)
+        csm_logits_s(<const float*> s.Xc, s.ld, n_rows, src.D, m.Ws, m.W, src.D, m.K, m.bias, Z, CSM_CHUNK)
     elif src.kind == KIND_U8:
-        csm_logits_u8(<const uint8_t*> s.Xc, s.ld, n_rows, src.D, m.W, src.D, m.K, m.bias, Z, 1, CSM_CHUNK)
+        csm_logits_u8(<const uint8_t*> s.Xc, s.ld, n_rows, src.D, m.W, src.D, m.K, m.bias, Z, CSM_CHUNK)
     elif m.TB != NULL:
         csm_group_logits(<const uint64_t*> s.Xc, s.ld, n_rows, src.D, src.group_bits, m.TB, m.K, Z, CSM_CHUNK)
     else:

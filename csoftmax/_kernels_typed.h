@@ -12,32 +12,33 @@ static inline int CSM_SFX(csm_class_block)(ptrdiff_t K) {
     return (int)((K + n_blocks - 1) / n_blocks);
 }
 
-/* Logit tile: CSM_TR rows x CSM_TC classes of dot products over the features,
- * with lane-wise partial sums; the accumulators are then reduced CSM_VL at a
- * time (csm_hsum_many) and the features left over after whole vectors are
- * added in order.  out[r * CSM_TC + c] = x_r . w_c. */
+/* Logit tile: CSM_VL rows x 2 classes of dot products over the features,
+ * with lane-wise partial sums.  csm_hsum_many reduces the CSM_VL accumulators
+ * of one class into one vector whose lane r is row r, so the tile comes out
+ * class-major, as the pipeline wants it, with no scalar stores; the features
+ * left over after whole vectors are added in order.
+ * out[c * CSM_VL + r] = x_r . w_c. */
 CSM_INLINE void CSM_SFX(csm_logits_tile)(
         const CSM_XT* const* x, const double* const* w, ptrdiff_t D, double* out)
 {
-    csm_vd acc[CSM_TR * CSM_TC];
-    for (int j = 0; j < CSM_TR * CSM_TC; j++) acc[j] = CSM_SET1(0.0);
+    csm_vd acc[2 * CSM_VL];
+    for (int j = 0; j < 2 * CSM_VL; j++) acc[j] = CSM_SET1(0.0);
     ptrdiff_t i = 0;
     for (; i + CSM_VL <= D; i += CSM_VL) {
-        csm_vd wv[CSM_TC];
-        for (int c = 0; c < CSM_TC; c++) wv[c] = csm_load_d(w[c] + i);
-        for (int r = 0; r < CSM_TR; r++) {
-            const csm_vd xv = CSM_LOADX(x[r] + i);
-            for (int c = 0; c < CSM_TC; c++) acc[r * CSM_TC + c] += xv * wv[c];
+        const csm_vd w0 = csm_load_d(w[0] + i), w1 = csm_load_d(w[1] + i);
+        for (int r = 0; r < CSM_VL; r++) {
+            csm_vd xv = CSM_LOADX(x[r] + i);
+            CSM_IN_REGISTER(xv);
+            acc[r] += xv * w0;
+            acc[CSM_VL + r] += xv * w1;
         }
     }
-    for (int g = 0; g < CSM_TR * CSM_TC; g += CSM_VL) {
-        const csm_vd sums = csm_hsum_many(acc + g);
-        for (int l = 0; l < CSM_VL; l++) out[g + l] = CSM_LANE(sums, l);
-    }
+    csm_store_d(out, csm_hsum_many(acc));
+    csm_store_d(out + CSM_VL, csm_hsum_many(acc + CSM_VL));
     if (i < D) {
-        for (int j = 0; j < CSM_TR * CSM_TC; j++) {
-            const CSM_XT* xr = x[j / CSM_TC];
-            const double* wc = w[j % CSM_TC];
+        for (int j = 0; j < 2 * CSM_VL; j++) {
+            const CSM_XT* xr = x[j % CSM_VL];
+            const double* wc = w[j / CSM_VL];
             double t = out[j];
             for (ptrdiff_t jj = i; jj < D; jj++) t += (double)xr[jj] * wc[jj];
             out[j] = t;
@@ -45,40 +46,13 @@ CSM_INLINE void CSM_SFX(csm_logits_tile)(
     }
 }
 
-/* Z[r * zr + k * zk] = bias[k] + X[r] . W[k] for r < n_rows, k < K (zr = 1,
- * zk = the chunk length for the class-major chunks of the pipeline).  W is
- * (K, D) with leading dimension ldw.  Rows and classes beyond the ends of the
- * last tiles repeat the last row or class and are discarded. */
-static void CSM_SFX(csm_logits)(
-        const CSM_XT* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t D,
-        const double* W, ptrdiff_t ldw, ptrdiff_t K, const double* bias,
-        double* Z, ptrdiff_t zr, ptrdiff_t zk)
-{
-    double out[CSM_TR * CSM_TC];
-    const CSM_XT* x[CSM_TR];
-    const double* w[CSM_TC];
-    const ptrdiff_t row_bytes = D * (ptrdiff_t)sizeof(CSM_XT);
-    const ptrdiff_t ahead_rows = csm_prefetch_rows(row_bytes);
-    for (ptrdiff_t r = 0; r < n_rows; r += CSM_TR) {
-        for (int j = 0; j < CSM_TR; j++) x[j] = X + (r + j < n_rows ? r + j : n_rows - 1) * ldx;
-        /* X streams from memory once: ask for the rows CSM_PREFETCH_BYTES ahead
-         * now, so they arrive while this tile computes (a prefetch past the
-         * end of the data is harmless). */
-        for (int j = 0; j < CSM_TR; j++) {
-            /* integer arithmetic: the address may lie past the end of X */
-            const uintptr_t ahead = (uintptr_t)X + (uintptr_t)((r + j + ahead_rows) * ldx * (ptrdiff_t)sizeof(CSM_XT));
-            for (ptrdiff_t off = 0; off < row_bytes; off += 64) CSM_PREFETCH((const void*)(ahead + (uintptr_t)off));
-        }
-        for (ptrdiff_t k = 0; k < K; k += CSM_TC) {
-            for (int c = 0; c < CSM_TC; c++) w[c] = W + (k + c < K ? k + c : K - 1) * ldw;
-            CSM_SFX(csm_logits_tile)(x, w, D, out);
-            for (int j = 0; j < CSM_TR && r + j < n_rows; j++) {
-                double* z = Z + (r + j) * zr;
-                for (int c = 0; c < CSM_TC && k + c < K; c++) z[(k + c) * zk] = bias[k + c] + out[j * CSM_TC + c];
-            }
-        }
-    }
-}
+#define CSM_WT double
+#define CSM_LOGITS CSM_SFX(csm_logits)
+#define CSM_LOGITS_TILE CSM_SFX(csm_logits_tile)
+#include "_kernels_logits.h"
+#undef CSM_WT
+#undef CSM_LOGITS
+#undef CSM_LOGITS_TILE
 
 /* G[k, i:i+nv*VL] += sum_r R[r * rr + k * rk] X[r, i:i+nv*VL] for k < kb: a register tile
  * of kb x nv vectors of G stays in registers over all rows of the chunk. */
@@ -106,6 +80,22 @@ CSM_INLINE void CSM_SFX(csm_rank_tile)(
     for (int kk = 0; kk < kb; kk++) {
         csm_store_d(G + kk * ldg + i, g0[kk]);
         if (nv == 2) csm_store_d(G + kk * ldg + i + CSM_VL, g1[kk]);
+    }
+}
+
+/* The rank update of the features [i, D) left over after whole vectors:
+ * G[k, j] += sum_r R[r * rr + k * rk] X[r, j] for k < kb, rows in order. */
+static void CSM_SFX(csm_rank_tail)(
+        const CSM_XT* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t i, ptrdiff_t D,
+        const double* R, ptrdiff_t rr, ptrdiff_t rk, int kb, double* G, ptrdiff_t ldg)
+{
+    for (int kk = 0; kk < kb; kk++) {
+        double* g = G + kk * ldg;
+        for (ptrdiff_t j = i; j < D; j++) {
+            double acc = g[j];
+            for (ptrdiff_t r = 0; r < n_rows; r++) acc += R[r * rr + kk * rk] * (double)X[r * ldx + j];
+            g[j] = acc;
+        }
     }
 }
 
@@ -144,15 +134,7 @@ static void CSM_SFX(csm_rank_update)(
 #endif
             default: break;
         }
-        /* Features left over after whole vectors. */
-        for (int kk = 0; kk < kb; kk++) {
-            double* g = Gk + kk * ldg;
-            for (ptrdiff_t j = i; j < D; j++) {
-                double acc = g[j];
-                for (ptrdiff_t r = 0; r < n_rows; r++) acc += Rk[r * rr + kk * rk] * (double)X[r * ldx + j];
-                g[j] = acc;
-            }
-        }
+        CSM_SFX(csm_rank_tail)(X, ldx, n_rows, i, D, Rk, rr, rk, kb, Gk, ldg);
     }
 }
 #undef CSM_RANK_CASE
