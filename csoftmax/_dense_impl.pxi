@@ -108,6 +108,7 @@ cdef extern from "_kernels.h" nogil:
                        double* best, double* check)
     double csm_lane_sum(const double* lanes)
     double csm_copy_check(const double* src, Py_ssize_t n, double* dst)
+    double csm_copy_check_f(const float* src, Py_ssize_t n, double* dst, float* dst_s)
     double csm_sum_squares(const double* v, Py_ssize_t n)
     Py_ssize_t csm_scale_add(const double* g, const double* p, Py_ssize_t n, double scale, double l2, double* out)
     Py_ssize_t csm_scale_add_f(const double* g, const double* p, Py_ssize_t n, double scale, double l2, float* out)
@@ -508,13 +509,18 @@ cdef int model_from(Model* m, const floating* W, Py_ssize_t K, Py_ssize_t D,
             free(m.W)
             m.W = NULL
             return -1
-        for k in range(K):
-            for i in range(D):
-                m.Ws[k * D + i] = W[k * sw0 + i * sw1]
     m.bias = m.W + K * D
-    if floating is double and K * D > 0 and sw1 == 1 and sw0 == D:
-        check = csm_copy_check(W, K * D, m.W)
+    if K * D > 0 and sw1 == 1 and sw0 == D:
+        # Contiguous W (the common case): one vectorised pass copies and checks.
+        if floating is double:
+            check = csm_copy_check(W, K * D, m.W)
+        else:
+            check = csm_copy_check_f(W, K * D, m.W, m.Ws)
     else:
+        if floating is float:
+            for k in range(K):
+                for i in range(D):
+                    m.Ws[k * D + i] = W[k * sw0 + i * sw1]
         for k in range(K):
             for i in range(D):
                 m.W[k * D + i] = W[k * sw0 + i * sw1]

@@ -573,6 +573,23 @@ static double csm_copy_check(const double* src, ptrdiff_t n, double* dst)
     return csm_hsum(check) + tail;
 }
 
+/* As csm_copy_check for float32 src: dst gets it widened to float64 and
+ * dst_s (when not NULL) an exact float32 copy. */
+static double csm_copy_check_f(const float* src, ptrdiff_t n, double* dst, float* dst_s)
+{
+    csm_vd check = CSM_SET1(0.0);
+    ptrdiff_t i = 0;
+    for (; i + CSM_VL <= n; i += CSM_VL) {
+        const csm_vd v = csm_load_f(src + i);
+        csm_store_d(dst + i, v);
+        check += v - v;
+    }
+    double tail = 0.0;
+    for (; i < n; i++) { dst[i] = src[i]; tail += (double)src[i] - (double)src[i]; }
+    if (dst_s != NULL) memcpy(dst_s, src, (size_t)n * sizeof(float));
+    return csm_hsum(check) + tail;
+}
+
 /* sum_i v[i]^2 */
 static double csm_sum_squares(const double* v, ptrdiff_t n)
 {
