@@ -40,14 +40,17 @@ CSM_INLINE csm_vs csm_load_s(const float* p) { csm_vs v; memcpy(&v, p, sizeof v)
  * accumulator is widened to float64 and the lanes are summed as in the
  * float64 tile: summing them in float32 instead is cheaper, but its rounding
  * measurably moves the optimum an L-BFGS fit on float32 data reaches.
- * out[c * CSM_VL + r] = x_r . w_c. */
-CSM_INLINE void csm_logits_tile_s(const float* const* x, const float* const* w, ptrdiff_t D, double* out)
+ * Blocks of features and out as in the float64 tile. */
+CSM_INLINE void csm_logits_tile_s(const float* const* x, const float* const* w, ptrdiff_t i0, ptrdiff_t i1,
+                                  csm_vs* acc_mem, int first, int last, const float* const* next, double* out)
 {
     csm_vs acc[2 * CSM_VL];
-    for (int j = 0; j < 2 * CSM_VL; j++) acc[j] = CSM_SET1S(0.0f);
-    ptrdiff_t i = 0;
-    for (; i + CSM_VS_LANES <= D; i += CSM_VS_LANES) {
+    for (int j = 0; j < 2 * CSM_VL; j++) acc[j] = first ? CSM_SET1S(0.0f) : acc_mem[j];
+    ptrdiff_t i = i0;
+    for (; i + CSM_VS_LANES <= i1; i += CSM_VS_LANES) {
         const csm_vs w0 = csm_load_s(w[0] + i), w1 = csm_load_s(w[1] + i);
+        if (next != NULL)
+            for (int r = 0; r < CSM_VL; r++) CSM_PREFETCH((const void*)(next[r] + i));
         for (int r = 0; r < CSM_VL; r++) {
             csm_vs xv = csm_load_s(x[r] + i);
             CSM_IN_REGISTER(xv);
@@ -55,16 +58,20 @@ CSM_INLINE void csm_logits_tile_s(const float* const* x, const float* const* w, 
             acc[CSM_VL + r] += xv * w1;
         }
     }
+    if (!last) {
+        for (int j = 0; j < 2 * CSM_VL; j++) acc_mem[j] = acc[j];
+        return;
+    }
     csm_vd wide[2 * CSM_VL];
     for (int j = 0; j < 2 * CSM_VL; j++) wide[j] = CSM_LO_HALF(acc[j]) + CSM_HI_HALF(acc[j]);
     csm_store_d(out, csm_hsum_many(wide));
     csm_store_d(out + CSM_VL, csm_hsum_many(wide + CSM_VL));
-    if (i < D) {
+    if (i < i1) {
         for (int j = 0; j < 2 * CSM_VL; j++) {
             const float* xr = x[j % CSM_VL];
             const float* wc = w[j / CSM_VL];
             double t = out[j];
-            for (ptrdiff_t jj = i; jj < D; jj++) t += (double)xr[jj] * (double)wc[jj];
+            for (ptrdiff_t jj = i; jj < i1; jj++) t += (double)xr[jj] * (double)wc[jj];
             out[j] = t;
         }
     }
@@ -74,11 +81,15 @@ CSM_INLINE void csm_logits_tile_s(const float* const* x, const float* const* w, 
 #define CSM_WT float
 #define CSM_LOGITS csm_logits_ws
 #define CSM_LOGITS_TILE csm_logits_tile_s
+#define CSM_LOGITS_ACC csm_vs
+#define CSM_LOGITS_LANES CSM_VS_LANES
 #include "_kernels_logits.h"
 #undef CSM_XT
 #undef CSM_WT
 #undef CSM_LOGITS
 #undef CSM_LOGITS_TILE
+#undef CSM_LOGITS_ACC
+#undef CSM_LOGITS_LANES
 
 /* As csm_logits_d, for float32 X and a float32 copy Ws of W (W itself is
  * used where vectors are unavailable, see _kernels.h). */

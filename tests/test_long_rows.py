@@ -1,0 +1,43 @@
+"""Rows longer than one block of the logits kernel, and more classes than one
+group of class pairs: the blocked path of the logits must give what the
+NumPy reference gives, for every element type of X and for the packed
+(non-contiguous) layout."""
+
+import numpy as np
+import pytest
+
+import csoftmax
+from reference import ref_log_likelihood, ref_log_likelihood_gradient, ref_logits, ref_softmax
+
+# Block of the logits kernel: 2048 bytes of a row (256 float64, 512 float32,
+# 2048 uint8 features); a group is 8 pairs of classes.  D values straddle one
+# and several blocks, with features left over after whole vectors; K values
+# give one group, an odd last pair and a second group.
+SHAPES = [(37, 257, 3), (37, 523, 17), (21, 1031, 19), (19, 2051, 5), (9, 4099, 2)]
+
+
+@pytest.mark.parametrize("n,d,k", SHAPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.uint8])
+@pytest.mark.parametrize("layout", ["C", "F"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_blocked_logits_match_reference(n, d, k, dtype, layout, n_threads, rng):
+    X = (rng.random((n, d)) < 0.3).astype(dtype) if dtype == np.uint8 else rng.normal(size=(n, d)).astype(dtype)
+    X = np.asfortranarray(X) if layout == "F" else X
+    w_dtype = np.float32 if dtype == np.float32 else np.float64
+    W = (rng.normal(size=(k, d)) / np.sqrt(d)).astype(w_dtype)
+    b = rng.normal(size=k).astype(w_dtype)
+    y = rng.integers(0, k, n)
+    rtol = 1e-5 if dtype == np.float32 else 1e-11
+
+    P = csoftmax.predict_proba(W, X, b, n_threads=n_threads)
+    np.testing.assert_allclose(P, ref_softmax(ref_logits(W, X, b)), rtol=rtol, atol=1e-14)
+    np.testing.assert_array_equal(csoftmax.predict(W, X, b, n_threads=n_threads), P.argmax(axis=1))
+    L = csoftmax.log_likelihood(W, X, y, b, n_threads=n_threads)
+    np.testing.assert_allclose(L, ref_log_likelihood(W, X, y, b), rtol=rtol)
+    ref_gW, ref_gb = ref_log_likelihood_gradient(W, X, y, b)
+    gW = csoftmax.log_likelihood_gradient(W, X, y, b, n_threads=n_threads)
+    np.testing.assert_allclose(gW, ref_gW, rtol=rtol, atol=rtol * np.abs(ref_gW).max())
+    # The fused training call: its intercept gradient too (minimisation sign, mean).
+    _, lW, lb = csoftmax.loss_and_gradient(W, X, y, b, n_threads=n_threads)
+    np.testing.assert_allclose(lW, -ref_gW / n, rtol=rtol, atol=rtol * np.abs(ref_gW).max() / n)
+    np.testing.assert_allclose(lb, -ref_gb / n, rtol=rtol, atol=rtol * np.abs(ref_gb).max() / n)
