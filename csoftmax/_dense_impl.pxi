@@ -74,13 +74,13 @@ cdef extern from "_kernels.h" nogil:
     Py_ssize_t csm_padded(Py_ssize_t K)
     void csm_log_inplace(double* v, Py_ssize_t n)
     void csm_logits_d(const double* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
-                      const double* W, Py_ssize_t ldw, Py_ssize_t K, const double* bias,
+                      const double* W, Py_ssize_t ldw, const double* WB, Py_ssize_t K, const double* bias,
                       double* Z, Py_ssize_t ldc)
     void csm_logits_f(const float* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
-                      const double* W, Py_ssize_t ldw, Py_ssize_t K, const double* bias,
+                      const double* W, Py_ssize_t ldw, const double* WB, Py_ssize_t K, const double* bias,
                       double* Z, Py_ssize_t ldc)
     void csm_logits_u8(const uint8_t* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
-                       const double* W, Py_ssize_t ldw, Py_ssize_t K, const double* bias,
+                       const double* W, Py_ssize_t ldw, const double* WB, Py_ssize_t K, const double* bias,
                        double* Z, Py_ssize_t ldc)
     void csm_logits_s(const float* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
                       const float* Ws, const double* W, Py_ssize_t ldw, Py_ssize_t K, const double* bias,
@@ -109,6 +109,8 @@ cdef extern from "_kernels.h" nogil:
     double csm_lane_sum(const double* lanes)
     double csm_copy_check(const double* src, Py_ssize_t n, double* dst)
     double csm_copy_check_f(const float* src, Py_ssize_t n, double* dst, float* dst_s)
+    Py_ssize_t csm_broadcast_size(Py_ssize_t K, Py_ssize_t D)
+    void csm_broadcast_layout(const double* W, Py_ssize_t ldw, Py_ssize_t K, Py_ssize_t D, double* WB)
     double csm_sum_squares(const double* v, Py_ssize_t n)
     Py_ssize_t csm_scale_add(const double* g, const double* p, Py_ssize_t n, double scale, double l2, double* out)
     Py_ssize_t csm_scale_add_f(const double* g, const double* p, Py_ssize_t n, double scale, double l2, float* out)
@@ -174,6 +176,7 @@ cdef struct Model:
     double* WT        # D x ldz transposed, then ldz bias padded with -inf (bits kind)
     double* TB        # group tables of WT and the bias (bits kind, when they pay), or NULL
     float* Ws         # K x D float32 copy (float32 X)
+    double* WB        # W's broadcast layout for short float64 rows (csm_broadcast_layout), or NULL
 
 
 cdef struct Source:
@@ -330,11 +333,11 @@ cdef void source_logits(const Source* src, Scratch* s, Py_ssize_t n_rows,
     """Class-major logits of the current chunk: Z[k * CSM_CHUNK + r] = w_k . x_r + b_k,
     with the rows padded to a whole vector by zeros."""
     if src.kind == KIND_F64:
-        csm_logits_d(<const double*> s.Xc, s.ld, n_rows, src.D, m.W, src.D, m.K, m.bias, Z, CSM_CHUNK)
+        csm_logits_d(<const double*> s.Xc, s.ld, n_rows, src.D, m.W, src.D, m.WB, m.K, m.bias, Z, CSM_CHUNK)
     elif src.kind == KIND_F32:
         csm_logits_s(<const float*> s.Xc, s.ld, n_rows, src.D, m.Ws, m.W, src.D, m.K, m.bias, Z, CSM_CHUNK)
     elif src.kind == KIND_U8:
-        csm_logits_u8(<const uint8_t*> s.Xc, s.ld, n_rows, src.D, m.W, src.D, m.K, m.bias, Z, CSM_CHUNK)
+        csm_logits_u8(<const uint8_t*> s.Xc, s.ld, n_rows, src.D, m.W, src.D, NULL, m.K, m.bias, Z, CSM_CHUNK)
     elif m.TB != NULL:
         csm_group_logits(<const uint64_t*> s.Xc, s.ld, n_rows, src.D, src.group_bits, m.TB, m.K, Z, CSM_CHUNK)
     else:
@@ -501,6 +504,7 @@ cdef int model_from(Model* m, const floating* W, Py_ssize_t K, Py_ssize_t D,
     m.WT = NULL
     m.TB = NULL
     m.Ws = NULL
+    m.WB = NULL
     if m.W == NULL:
         return -1
     if floating is float:
@@ -541,6 +545,13 @@ cdef int model_from(Model* m, const floating* W, Py_ssize_t K, Py_ssize_t D,
                 m.WT[i * m.ldz + k] = m.W[k * D + i] if k < K else 0.0
         for k in range(m.ldz):
             m.WT[D * m.ldz + k] = m.bias[k] if k < K else padding
+    elif floating is double and csm_broadcast_size(K, D) > 0:
+        # float64 X: short rows take the broadcast logits tile
+        m.WB = <double*> malloc(csm_broadcast_size(K, D) * sizeof(double))
+        if m.WB == NULL:
+            model_free(m)
+            return -1
+        csm_broadcast_layout(m.W, D, K, D, m.WB)
     return 0 if check == 0.0 else 1
 
 
@@ -558,10 +569,12 @@ cdef void model_free(Model* m) noexcept nogil:
     free(m.WT)
     free(m.TB)
     free(m.Ws)
+    free(m.WB)
     m.W = NULL
     m.WT = NULL
     m.TB = NULL
     m.Ws = NULL
+    m.WB = NULL
 
 
 cdef int model_for_source(Model* m, Source* src, Py_ssize_t N, const floating[:, :] W,
@@ -1295,6 +1308,7 @@ cdef object sgd_epoch_core(
         model.WT = <double*> malloc(((D + 1) * ldz + 1) * sizeof(double)) if src.kind == KIND_BITS else NULL
         model.TB = NULL          # set-bit kernels: tables do not pay for a batch
         model.Ws = <float*> malloc((K * D + 1) * sizeof(float)) if src.kind == KIND_F32 else NULL
+        model.WB = NULL          # W changes every batch: the pair tiles read it as it is
         scratch = scratch_new(&batch, ldz)
         if (rows == NULL or batch_labels == NULL or batch_weights == NULL or partial == NULL
                 or zero_bias == NULL or scratch == NULL or (src.kind == KIND_BITS and model.WT == NULL)

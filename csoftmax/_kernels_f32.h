@@ -98,7 +98,7 @@ static void csm_logits_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdif
                          double* Z, ptrdiff_t ldc)
 {
     (void)W;
-    csm_logits_ws(X, ldx, n_rows, D, Ws, ldw, K, bias, Z, ldc);
+    csm_logits_ws(X, ldx, n_rows, D, Ws, ldw, NULL, K, bias, Z, ldc);
 }
 
 /* kb classes x nv float vectors of the chunk's gradient, summed in float32

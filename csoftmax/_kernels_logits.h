@@ -4,27 +4,18 @@
  * type of X), CSM_WT (that of W), CSM_LOGITS (the function's name),
  * CSM_LOGITS_TILE (a tile kernel computing CSM_VL rows x 2 classes over a
  * block of features into out[c * CSM_VL + r]), CSM_LOGITS_ACC (its
- * accumulator vector type) and CSM_LOGITS_LANES (features per accumulator).
+ * accumulator vector type) and CSM_LOGITS_LANES (features per accumulator);
+ * with CSM_LOGITS_BCAST also the tile CSM_SFX(csm_logits_bcast_tile), used
+ * for short rows when the caller gives W's broadcast layout.
  */
 
-#ifndef CSM_LOGITS_CONSTANTS
-#define CSM_LOGITS_CONSTANTS
-/* Long rows are cut into blocks of this many bytes: the CSM_VL rows of a
- * tile then stay in L1 while every class pair of a group is done, instead
- * of being read again from L2 for each pair (measured on MNIST-like rows,
- * D = 784: the logits had taken twice the time of the gradient's rank update
- * for the same arithmetic). */
-#define CSM_LOGITS_BLOCK_BYTES 2048
-/* Class pairs whose accumulators are kept, in memory, across the blocks. */
-#define CSM_LOGITS_GROUP 8
-/* Tiles ahead whose rows the first class pair prefetches as it goes. */
-#define CSM_LOGITS_AHEAD 2
-#endif
 
 /* Class-major logits: Z[k * ldc + r] = bias[k] + X[r] . W[k] for r < n_rows
  * rounded up to whole vectors, k < K.  W is (K, D) with leading dimension
  * ldw.  Rows beyond n_rows repeat the last row (the caller overwrites them)
- * and an odd K repeats the last class in its tile, unstored.
+ * and an odd K repeats the last class in its tile, unstored.  WB, when not
+ * NULL, is W's broadcast layout (csm_broadcast_layout): short rows then go
+ * through the broadcast tile for the first K / CSM_VL * CSM_VL classes.
  *
  * X streams from memory once.  Each tile asks for rows ahead in bulk
  * (csm_prefetch_tile).  When that reaches fewer rows than the next
@@ -34,7 +25,7 @@
  * only when it was read). */
 static void CSM_LOGITS(
         const CSM_XT* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t D,
-        const CSM_WT* W, ptrdiff_t ldw, ptrdiff_t K, const double* bias,
+        const CSM_WT* W, ptrdiff_t ldw, const double* WB, ptrdiff_t K, const double* bias,
         double* Z, ptrdiff_t ldc)
 {
     double out[2 * CSM_VL];
@@ -59,11 +50,24 @@ static void CSM_LOGITS(
         csm_prefetch_tile(X, r, ldx * (ptrdiff_t)sizeof(CSM_XT), row_bytes, l2_ahead, l1_ahead);
         if (D <= block) {
             /* One block: the accumulators never leave the registers. */
-            for (ptrdiff_t k = 0; k < K; k += 2) {
+            ptrdiff_t k_pairs = 0;
+#ifdef CSM_LOGITS_BCAST
+            if (WB != NULL) {
+                csm_vd classes[CSM_VL];
+                for (; k_pairs + CSM_VL <= K; k_pairs += CSM_VL) {
+                    CSM_SFX(csm_logits_bcast_tile)(x, WB + k_pairs * D, D, classes);
+                    for (int c = 0; c < CSM_VL; c++)
+                        csm_store_d(Z + (k_pairs + c) * ldc + r, classes[c] + CSM_SET1(bias[k_pairs + c]));
+                }
+            }
+#else
+            (void)WB;
+#endif
+            for (ptrdiff_t k = k_pairs; k < K; k += 2) {
                 w[0] = W + k * ldw;
                 w[1] = W + (k + 1 < K ? k + 1 : k) * ldw;
                 /* Constant arguments, so each call inlines without the unused paths. */
-                if (stream && k == 0)
+                if (stream && k == k_pairs)
                     CSM_LOGITS_TILE(x, w, 0, D, acc, 1, 1, ahead, out);
                 else
                     CSM_LOGITS_TILE(x, w, 0, D, acc, 1, 1, NULL, out);

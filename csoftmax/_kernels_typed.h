@@ -57,6 +57,28 @@ CSM_INLINE void CSM_SFX(csm_logits_tile)(
     }
 }
 
+#ifdef CSM_LOGITS_BCAST
+/* Logits of CSM_VL rows x CSM_VL classes vectorised over the classes: WB
+ * holds the block's weights feature by feature (WB[i * CSM_VL + c]), so each
+ * feature costs one vector of weights and, per row, one broadcast of x_ri
+ * (an FMA memory operand).  Each logit is summed over the features in order;
+ * one transpose turns the rows' vectors into class vectors, out[c] holding
+ * class c of the CSM_VL rows.  No horizontal sums: for short rows these cost
+ * the pair tile a quarter of its time. */
+CSM_INLINE void CSM_SFX(csm_logits_bcast_tile)(const CSM_XT* const* x, const double* WB, ptrdiff_t D,
+                                               csm_vd* out)
+{
+    csm_vd acc[CSM_VL];
+    for (int r = 0; r < CSM_VL; r++) acc[r] = CSM_SET1(0.0);
+    for (ptrdiff_t i = 0; i < D; i++) {
+        const csm_vd wv = csm_load_d(WB + i * CSM_VL);
+        for (int r = 0; r < CSM_VL; r++) acc[r] += CSM_SET1(x[r][i]) * wv;
+    }
+    csm_transpose(acc);
+    for (int c = 0; c < CSM_VL; c++) out[c] = acc[c];
+}
+#endif
+
 #define CSM_WT double
 #define CSM_LOGITS CSM_SFX(csm_logits)
 #define CSM_LOGITS_TILE CSM_SFX(csm_logits_tile)

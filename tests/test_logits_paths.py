@@ -1,7 +1,8 @@
-"""Rows longer than one block of the logits kernel, and more classes than one
-group of class pairs: the blocked path of the logits must give what the
-NumPy reference gives, for every element type of X and for the packed
-(non-contiguous) layout."""
+"""The paths of the logits kernel against the NumPy reference, for every
+element type of X and for the packed (non-contiguous) layout: rows longer
+than one block, with more classes than one group of class pairs, and short
+float64 rows whose classes go through the broadcast tile in whole blocks of
+vector width with the rest in pairs."""
 
 import numpy as np
 import pytest
@@ -13,7 +14,10 @@ from reference import ref_log_likelihood, ref_log_likelihood_gradient, ref_logit
 # 2048 uint8 features); a group is 8 pairs of classes.  D values straddle one
 # and several blocks, with features left over after whole vectors; K values
 # give one group, an odd last pair and a second group.
-SHAPES = [(37, 257, 3), (37, 523, 17), (21, 1031, 19), (19, 2051, 5), (9, 4099, 2)]
+SHAPES = [
+    (37, 257, 3), (37, 523, 17), (21, 1031, 19), (19, 2051, 5), (9, 4099, 2),  # blocked
+    (37, 13, 8), (70, 100, 17), (29, 256, 25),  # short rows, several class blocks
+]
 
 
 @pytest.mark.parametrize("n,d,k", SHAPES)
