@@ -110,7 +110,7 @@ cdef int capi_loss_gradient(
         # The same arithmetic as the Python entry points (scale, then the
         # penalty), so both give bitwise-equal results.
         scale = 1.0 / total
-        loss_out[0] = sums[0] * scale + 0.5 * l2 * csm_sum_squares(model.W, K * D)
+        loss_out[0] = csm_penalised_loss(sums[0], scale, l2, csm_sum_squares(model.W, K * D) if l2 != 0.0 else 0.0)
         if not isfinite(loss_out[0]):
             status |= STATUS_NONFINITE
         if grad_W_out != NULL and not (status & (STATUS_NO_MEMORY | STATUS_BAD_LABEL)):

@@ -83,7 +83,8 @@ cdef extern from "_kernels.h" nogil:
                        const double* W, Py_ssize_t ldw, const double* WB, Py_ssize_t K, const double* bias,
                        double* Z, Py_ssize_t ldc)
     void csm_logits_s(const float* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
-                      const float* Ws, const double* W, Py_ssize_t ldw, Py_ssize_t K, const double* bias,
+                      const float* Ws, const double* W, Py_ssize_t ldw, const float* WBs, Py_ssize_t K,
+                      const double* bias,
                       double* Z, Py_ssize_t ldc)
     void csm_rank_update_d(const double* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
                            const double* R, Py_ssize_t rr, Py_ssize_t rk, Py_ssize_t K,
@@ -110,8 +111,9 @@ cdef extern from "_kernels.h" nogil:
     double csm_copy_check(const double* src, Py_ssize_t n, double* dst)
     double csm_copy_check_f(const float* src, Py_ssize_t n, double* dst, float* dst_s)
     Py_ssize_t csm_broadcast_size(Py_ssize_t K, Py_ssize_t D)
-    void csm_broadcast_layout(const double* W, Py_ssize_t ldw, Py_ssize_t K, Py_ssize_t D, double* WB)
+    void csm_broadcast_layout(const double* W, Py_ssize_t ldw, Py_ssize_t K, Py_ssize_t D, double* WB, float* WBs)
     double csm_sum_squares(const double* v, Py_ssize_t n)
+    double csm_penalised_loss(double loss_sum, double scale, double l2, double sum_sq)
     Py_ssize_t csm_scale_add(const double* g, const double* p, Py_ssize_t n, double scale, double l2, double* out)
     Py_ssize_t csm_scale_add_f(const double* g, const double* p, Py_ssize_t n, double scale, double l2, float* out)
     void csm_shuffle(int64_t* a, Py_ssize_t n, uint64_t seed)
@@ -177,6 +179,7 @@ cdef struct Model:
     double* TB        # group tables of WT and the bias (bits kind, when they pay), or NULL
     float* Ws         # K x D float32 copy (float32 X)
     double* WB        # W's broadcast layout for short float64 rows (csm_broadcast_layout), or NULL
+    float* WBs        # the same in float32, for short float32 rows, or NULL
 
 
 cdef struct Source:
@@ -335,7 +338,7 @@ cdef void source_logits(const Source* src, Scratch* s, Py_ssize_t n_rows,
     if src.kind == KIND_F64:
         csm_logits_d(<const double*> s.Xc, s.ld, n_rows, src.D, m.W, src.D, m.WB, m.K, m.bias, Z, CSM_CHUNK)
     elif src.kind == KIND_F32:
-        csm_logits_s(<const float*> s.Xc, s.ld, n_rows, src.D, m.Ws, m.W, src.D, m.K, m.bias, Z, CSM_CHUNK)
+        csm_logits_s(<const float*> s.Xc, s.ld, n_rows, src.D, m.Ws, m.W, src.D, m.WBs, m.K, m.bias, Z, CSM_CHUNK)
     elif src.kind == KIND_U8:
         csm_logits_u8(<const uint8_t*> s.Xc, s.ld, n_rows, src.D, m.W, src.D, NULL, m.K, m.bias, Z, CSM_CHUNK)
     elif m.TB != NULL:
@@ -505,6 +508,7 @@ cdef int model_from(Model* m, const floating* W, Py_ssize_t K, Py_ssize_t D,
     m.TB = NULL
     m.Ws = NULL
     m.WB = NULL
+    m.WBs = NULL
     if m.W == NULL:
         return -1
     if floating is float:
@@ -545,13 +549,17 @@ cdef int model_from(Model* m, const floating* W, Py_ssize_t K, Py_ssize_t D,
                 m.WT[i * m.ldz + k] = m.W[k * D + i] if k < K else 0.0
         for k in range(m.ldz):
             m.WT[D * m.ldz + k] = m.bias[k] if k < K else padding
-    elif floating is double and csm_broadcast_size(K, D) > 0:
-        # float64 X: short rows take the broadcast logits tile
-        m.WB = <double*> malloc(csm_broadcast_size(K, D) * sizeof(double))
-        if m.WB == NULL:
+    elif csm_broadcast_size(K, D) > 0:
+        # Short rows take the broadcast logits tile, which reads this layout
+        # in the dtype of X (that of W here).
+        if floating is double:
+            m.WB = <double*> malloc(csm_broadcast_size(K, D) * sizeof(double))
+        else:
+            m.WBs = <float*> malloc(csm_broadcast_size(K, D) * sizeof(float))
+        if m.WB == NULL and m.WBs == NULL:
             model_free(m)
             return -1
-        csm_broadcast_layout(m.W, D, K, D, m.WB)
+        csm_broadcast_layout(m.W, D, K, D, m.WB, m.WBs)
     return 0 if check == 0.0 else 1
 
 
@@ -570,11 +578,13 @@ cdef void model_free(Model* m) noexcept nogil:
     free(m.TB)
     free(m.Ws)
     free(m.WB)
+    free(m.WBs)
     m.W = NULL
     m.WT = NULL
     m.TB = NULL
     m.Ws = NULL
     m.WB = NULL
+    m.WBs = NULL
 
 
 cdef int model_for_source(Model* m, Source* src, Py_ssize_t N, const floating[:, :] W,
@@ -1309,6 +1319,7 @@ cdef object sgd_epoch_core(
         model.TB = NULL          # set-bit kernels: tables do not pay for a batch
         model.Ws = <float*> malloc((K * D + 1) * sizeof(float)) if src.kind == KIND_F32 else NULL
         model.WB = NULL          # W changes every batch: the pair tiles read it as it is
+        model.WBs = NULL
         scratch = scratch_new(&batch, ldz)
         if (rows == NULL or batch_labels == NULL or batch_weights == NULL or partial == NULL
                 or zero_bias == NULL or scratch == NULL or (src.kind == KIND_BITS and model.WT == NULL)

@@ -109,9 +109,20 @@ typedef uint8_t csm_vb __attribute__((vector_size(CSM_VL), aligned(1)));
 #define CSM_FROM_BITS(v) ((csm_vd)(v))
 #define CSM_LANE(v, l) ((v)[l])
 CSM_INLINE csm_vd csm_load_d(const double* p) { csm_vd v; memcpy(&v, p, sizeof v); return v; }
+/* float lanes widened to float64.  GCC splits the generic conversion into
+ * halves and reassembles them (four instructions instead of one). */
+CSM_INLINE csm_vd csm_widen_f(csm_vf v) {
+#if defined(__AVX512F__) && CSM_VL == 8
+    return (csm_vd)_mm512_cvtps_pd((__m256)v);
+#elif defined(__AVX__) && CSM_VL == 4
+    return (csm_vd)_mm256_cvtps_pd((__m128)v);
+#else
+    return __builtin_convertvector(v, csm_vd);
+#endif
+}
 CSM_INLINE csm_vd csm_load_f(const float* p) {
     csm_vf v; memcpy(&v, p, sizeof v);
-    return __builtin_convertvector(v, csm_vd);
+    return csm_widen_f(v);
 }
 /* uint8 lanes widened to float64.  GCC lowers a vector conversion from
  * uint8 to double to one scalar conversion per lane (uint8 X then ran at
@@ -646,6 +657,18 @@ static double csm_copy_check_f(const float* src, ptrdiff_t n, double* dst, float
     return csm_hsum(check) + tail;
 }
 
+/* loss_sum * scale + (l2 / 2) sum_sq, as the Python entry points compute it:
+ * each product rounded on its own (volatile keeps the compiler from fusing
+ * one into the sum: an FMA rounds once, and the two paths would then differ
+ * in the last bit), and no penalty term at all when l2 is 0 (0 * inf). */
+static double csm_penalised_loss(double loss_sum, double scale, double l2, double sum_sq)
+{
+    volatile double data = loss_sum * scale;
+    if (l2 == 0.0) return data;
+    volatile double penalty = 0.5 * l2 * sum_sq;
+    return data + penalty;
+}
+
 /* sum_i v[i]^2 */
 static double csm_sum_squares(const double* v, ptrdiff_t n)
 {
@@ -1058,22 +1081,28 @@ static void csm_csr_accumulate(const double* values, const int64_t* indices, con
     }
 }
 
-/* W's broadcast layout for the float64 logits of short rows: for each whole
- * block of CSM_VL classes, the block's weights feature by feature,
- * WB[(b * D + i) * CSM_VL + c] = W[(b * CSM_VL + c) * ldw + i].  Its size in
- * doubles, 0 where it is not used (one-lane builds, fewer than CSM_VL
- * classes, rows longer than one logits block). */
+/* W's broadcast layout for the logits of short rows: for each whole block
+ * of CSM_VL classes, the block's weights feature by feature,
+ * WB[(b * D + i) * CSM_VL + c] = W[(b * CSM_VL + c) * ldw + i], as float64
+ * (WB) and/or float32 (WBs).  Its size in elements, 0 where it is not used
+ * (one-lane builds, fewer than CSM_VL classes, rows of more than 256
+ * features). */
 static ptrdiff_t csm_broadcast_size(ptrdiff_t K, ptrdiff_t D)
 {
     if (CSM_VL < 2 || K < CSM_VL || D * (ptrdiff_t)sizeof(double) > CSM_LOGITS_BLOCK_BYTES) return 0;
     return K / CSM_VL * CSM_VL * D;
 }
 
-static void csm_broadcast_layout(const double* W, ptrdiff_t ldw, ptrdiff_t K, ptrdiff_t D, double* WB)
+static void csm_broadcast_layout(const double* W, ptrdiff_t ldw, ptrdiff_t K, ptrdiff_t D,
+                                 double* WB, float* WBs)
 {
     for (ptrdiff_t b = 0; b + CSM_VL <= K; b += CSM_VL)
         for (ptrdiff_t i = 0; i < D; i++)
-            for (int c = 0; c < CSM_VL; c++) WB[(b * D + i * CSM_VL) + c] = W[(b + c) * ldw + i];
+            for (int c = 0; c < CSM_VL; c++) {
+                const double v = W[(b + c) * ldw + i];
+                if (WB != NULL) WB[(b * D + i * CSM_VL) + c] = v;
+                if (WBs != NULL) WBs[(b * D + i * CSM_VL) + c] = (float)v;
+            }
 }
 
 /* ------------------------------------------------------------------------- */
@@ -1084,7 +1113,7 @@ static void csm_broadcast_layout(const double* W, ptrdiff_t ldw, ptrdiff_t K, pt
 #define CSM_SFX(name) name##_d
 #define CSM_LOADX csm_load_d
 #if CSM_VL > 1
-#define CSM_LOGITS_BCAST 1
+#define CSM_LOGITS_BCAST csm_logits_bcast_tile_d
 #endif
 #include "_kernels_typed.h"
 #undef CSM_XT
@@ -1115,10 +1144,11 @@ static void csm_broadcast_layout(const double* W, ptrdiff_t ldw, ptrdiff_t K, pt
 #include "_kernels_f32.h"
 #else
 static void csm_logits_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t D,
-                         const float* Ws, const double* W, ptrdiff_t ldw, ptrdiff_t K, const double* bias,
-                         double* Z, ptrdiff_t ldc)
+                         const float* Ws, const double* W, ptrdiff_t ldw, const float* WBs, ptrdiff_t K,
+                         const double* bias, double* Z, ptrdiff_t ldc)
 {
     (void)Ws;
+    (void)WBs;
     csm_logits_f(X, ldx, n_rows, D, W, ldw, NULL, K, bias, Z, ldc);
 }
 static void csm_rank_update_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t D,

@@ -77,6 +77,37 @@ CSM_INLINE void csm_logits_tile_s(const float* const* x, const float* const* w, 
     }
 }
 
+/* Features summed in float32 before the float64 accumulators take them in
+ * the float32 broadcast tile. */
+#define CSM_BCAST_RUN_S 8
+
+/* The broadcast tile (csm_logits_bcast_tile_d) for float32: CSM_VL classes
+ * are half a float vector, whose FMAs run at twice the rate of full ones on
+ * cores that split wide vectors, so the tile costs what a full float vector
+ * would.  Runs of CSM_BCAST_RUN_S features are summed in float32, in order,
+ * then added to float64 accumulators: rounding stays near the pair tile's
+ * (four float32 terms, then float64), which the optimum of an L-BFGS fit on
+ * float32 data is sensitive to. */
+CSM_INLINE void csm_logits_bcast_tile_s(const float* const* x, const float* WBs, ptrdiff_t D, csm_vd* out)
+{
+    csm_vd acc[CSM_VL];
+    for (int r = 0; r < CSM_VL; r++) acc[r] = CSM_SET1(0.0);
+    for (ptrdiff_t i0 = 0; i0 < D; i0 += CSM_BCAST_RUN_S) {
+        const ptrdiff_t i1 = D - i0 < CSM_BCAST_RUN_S ? D : i0 + CSM_BCAST_RUN_S;
+        csm_vf part[CSM_VL];
+        for (int r = 0; r < CSM_VL; r++) part[r] = (csm_vf){0};
+        for (ptrdiff_t i = i0; i < i1; i++) {
+            csm_vf wv;
+            memcpy(&wv, WBs + i * CSM_VL, sizeof wv);
+            for (int r = 0; r < CSM_VL; r++) part[r] += (x[r][i] - (csm_vf){0}) * wv;
+        }
+        for (int r = 0; r < CSM_VL; r++) acc[r] += csm_widen_f(part[r]);
+    }
+    csm_transpose(acc);
+    for (int c = 0; c < CSM_VL; c++) out[c] = acc[c];
+}
+
+#define CSM_LOGITS_BCAST csm_logits_bcast_tile_s
 #define CSM_XT float
 #define CSM_WT float
 #define CSM_LOGITS csm_logits_ws
@@ -90,15 +121,17 @@ CSM_INLINE void csm_logits_tile_s(const float* const* x, const float* const* w, 
 #undef CSM_LOGITS_TILE
 #undef CSM_LOGITS_ACC
 #undef CSM_LOGITS_LANES
+#undef CSM_LOGITS_BCAST
 
-/* As csm_logits_d, for float32 X and a float32 copy Ws of W (W itself is
- * used where vectors are unavailable, see _kernels.h). */
+/* As csm_logits_d, for float32 X and a float32 copy Ws of W and WBs of its
+ * broadcast layout (W itself is used where vectors are unavailable, see
+ * _kernels.h). */
 static void csm_logits_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t D,
-                         const float* Ws, const double* W, ptrdiff_t ldw, ptrdiff_t K, const double* bias,
-                         double* Z, ptrdiff_t ldc)
+                         const float* Ws, const double* W, ptrdiff_t ldw, const float* WBs, ptrdiff_t K,
+                         const double* bias, double* Z, ptrdiff_t ldc)
 {
     (void)W;
-    csm_logits_ws(X, ldx, n_rows, D, Ws, ldw, NULL, K, bias, Z, ldc);
+    csm_logits_ws(X, ldx, n_rows, D, Ws, ldw, WBs, K, bias, Z, ldc);
 }
 
 /* kb classes x nv float vectors of the chunk's gradient, summed in float32

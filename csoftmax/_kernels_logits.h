@@ -5,8 +5,9 @@
  * CSM_LOGITS_TILE (a tile kernel computing CSM_VL rows x 2 classes over a
  * block of features into out[c * CSM_VL + r]), CSM_LOGITS_ACC (its
  * accumulator vector type) and CSM_LOGITS_LANES (features per accumulator);
- * with CSM_LOGITS_BCAST also the tile CSM_SFX(csm_logits_bcast_tile), used
- * for short rows when the caller gives W's broadcast layout.
+ * with CSM_LOGITS_BCAST also the tile of that name (CSM_VL rows x CSM_VL
+ * classes into class vectors), used for short rows when the caller gives
+ * W's broadcast layout.
  */
 
 
@@ -25,7 +26,7 @@
  * only when it was read). */
 static void CSM_LOGITS(
         const CSM_XT* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t D,
-        const CSM_WT* W, ptrdiff_t ldw, const double* WB, ptrdiff_t K, const double* bias,
+        const CSM_WT* W, ptrdiff_t ldw, const CSM_WT* WB, ptrdiff_t K, const double* bias,
         double* Z, ptrdiff_t ldc)
 {
     double out[2 * CSM_VL];
@@ -55,7 +56,7 @@ static void CSM_LOGITS(
             if (WB != NULL) {
                 csm_vd classes[CSM_VL];
                 for (; k_pairs + CSM_VL <= K; k_pairs += CSM_VL) {
-                    CSM_SFX(csm_logits_bcast_tile)(x, WB + k_pairs * D, D, classes);
+                    CSM_LOGITS_BCAST(x, WB + k_pairs * D, D, classes);
                     for (int c = 0; c < CSM_VL; c++)
                         csm_store_d(Z + (k_pairs + c) * ldc + r, classes[c] + CSM_SET1(bias[k_pairs + c]));
                 }
