@@ -49,6 +49,10 @@ def resolve_n_threads(n_threads):
     """
     if n_threads is None:
         return default_n_threads()
+    if type(n_threads) is int and n_threads > 0:
+        # The common case, without the abstract-base-class checks below (they
+        # took half a microsecond, a seventh of a 32-row loss_and_gradient).
+        return n_threads if n_threads < MAX_THREADS else MAX_THREADS
     if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
         raise TypeError(
             f"n_threads must be None or an integer; got {type(n_threads).__name__} {n_threads!r}"
