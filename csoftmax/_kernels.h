@@ -1096,13 +1096,35 @@ static ptrdiff_t csm_broadcast_size(ptrdiff_t K, ptrdiff_t D)
 static void csm_broadcast_layout(const double* W, ptrdiff_t ldw, ptrdiff_t K, ptrdiff_t D,
                                  double* WB, float* WBs)
 {
-    for (ptrdiff_t b = 0; b + CSM_VL <= K; b += CSM_VL)
-        for (ptrdiff_t i = 0; i < D; i++)
+    for (ptrdiff_t b = 0; b + CSM_VL <= K; b += CSM_VL) {
+        ptrdiff_t i = 0;
+        /* Whole CSM_VL x CSM_VL blocks through a register transpose: this runs
+         * on every call, and for a 32-row batch the scalar loop cost as much
+         * as the logits it speeds up. */
+        for (; i + CSM_VL <= D; i += CSM_VL) {
+            csm_vd m[CSM_VL];
+            for (int c = 0; c < CSM_VL; c++) m[c] = csm_load_d(W + (b + c) * ldw + i);
+            csm_transpose(m);
+            for (int f = 0; f < CSM_VL; f++) {
+                const ptrdiff_t at = b * D + (i + f) * CSM_VL;
+                if (WB != NULL) csm_store_d(WB + at, m[f]);
+                if (WBs != NULL) {
+#if CSM_VECTOR_EXT
+                    const csm_vf narrow = __builtin_convertvector(m[f], csm_vf);
+                    memcpy(WBs + at, &narrow, sizeof narrow);
+#else
+                    WBs[at] = (float)m[f];
+#endif
+                }
+            }
+        }
+        for (; i < D; i++)
             for (int c = 0; c < CSM_VL; c++) {
                 const double v = W[(b + c) * ldw + i];
                 if (WB != NULL) WB[(b * D + i * CSM_VL) + c] = v;
                 if (WBs != NULL) WBs[(b * D + i * CSM_VL) + c] = (float)v;
             }
+    }
 }
 
 /* ------------------------------------------------------------------------- */
