@@ -499,6 +499,7 @@ cdef int model_from(Model* m, const floating* W, Py_ssize_t K, Py_ssize_t D,
     non-finite X is detected from the results.
     """
     cdef Py_ssize_t k, i
+    cdef Py_ssize_t broadcast_size = csm_broadcast_size(K, D)
     cdef double check = 0.0
     m.K = K
     m.D = D
@@ -549,13 +550,13 @@ cdef int model_from(Model* m, const floating* W, Py_ssize_t K, Py_ssize_t D,
                 m.WT[i * m.ldz + k] = m.W[k * D + i] if k < K else 0.0
         for k in range(m.ldz):
             m.WT[D * m.ldz + k] = m.bias[k] if k < K else padding
-    elif csm_broadcast_size(K, D) > 0:
+    elif broadcast_size > 0:
         # Short rows take the broadcast logits tile, which reads this layout
         # in the dtype of X (that of W here).
         if floating is double:
-            m.WB = <double*> malloc(csm_broadcast_size(K, D) * sizeof(double))
+            m.WB = <double*> malloc(broadcast_size * sizeof(double))
         else:
-            m.WBs = <float*> malloc(csm_broadcast_size(K, D) * sizeof(float))
+            m.WBs = <float*> malloc(broadcast_size * sizeof(float))
         if m.WB == NULL and m.WBs == NULL:
             model_free(m)
             return -1

@@ -1,8 +1,8 @@
 /* float32 arithmetic for float32 X: twice the lanes of the float64 kernels.
  *
  * Included by _kernels.h when vector extensions are available.  The dot
- * products of the logits run in float32 lanes over the features, the lanes
- * are summed in float32 and the sums widened to float64; the gradient's rank update
+ * products of the logits run in float32 lanes over the features and are
+ * widened to float64 before the lanes are summed; the gradient's rank update
  * accumulates one chunk of rows (at most CSM_CHUNK) in float32 registers and
  * adds that into the float64 gradient, so sums across chunks, partitions and
  * threads are float64.  W is used as a float32 copy.
@@ -34,48 +34,6 @@ CSM_INLINE csm_vs csm_load_s(const float* p) { csm_vs v; memcpy(&v, p, sizeof v)
 #define CSM_LO_HALF(v) __builtin_convertvector(CSM_SHUFFLE(v, v, 0, 1), csm_vd)
 #define CSM_HI_HALF(v) __builtin_convertvector(CSM_SHUFFLE(v, v, 2, 3), csm_vd)
 #endif
-
-/* Logit tile: CSM_VL rows x 2 classes, 2 * CSM_VL float accumulators
- * (twice the lanes of the float64 tile, so half the FMAs per logit).  Each
- * accumulator is widened to float64 and the lanes are summed as in the
- * float64 tile: summing them in float32 instead is cheaper, but its rounding
- * measurably moves the optimum an L-BFGS fit on float32 data reaches.
- * Blocks of features and out as in the float64 tile. */
-CSM_INLINE void csm_logits_tile_s(const float* const* x, const float* const* w, ptrdiff_t i0, ptrdiff_t i1,
-                                  csm_vs* acc_mem, int first, int last, const float* const* next, double* out)
-{
-    csm_vs acc[2 * CSM_VL];
-    for (int j = 0; j < 2 * CSM_VL; j++) acc[j] = first ? CSM_SET1S(0.0f) : acc_mem[j];
-    ptrdiff_t i = i0;
-    for (; i + CSM_VS_LANES <= i1; i += CSM_VS_LANES) {
-        const csm_vs w0 = csm_load_s(w[0] + i), w1 = csm_load_s(w[1] + i);
-        if (next != NULL)
-            for (int r = 0; r < CSM_VL; r++) CSM_PREFETCH((const void*)(next[r] + i));
-        for (int r = 0; r < CSM_VL; r++) {
-            csm_vs xv = csm_load_s(x[r] + i);
-            CSM_IN_REGISTER(xv);
-            acc[r] += xv * w0;
-            acc[CSM_VL + r] += xv * w1;
-        }
-    }
-    if (!last) {
-        for (int j = 0; j < 2 * CSM_VL; j++) acc_mem[j] = acc[j];
-        return;
-    }
-    csm_vd wide[2 * CSM_VL];
-    for (int j = 0; j < 2 * CSM_VL; j++) wide[j] = CSM_LO_HALF(acc[j]) + CSM_HI_HALF(acc[j]);
-    csm_store_d(out, csm_hsum_many(wide));
-    csm_store_d(out + CSM_VL, csm_hsum_many(wide + CSM_VL));
-    if (i < i1) {
-        for (int j = 0; j < 2 * CSM_VL; j++) {
-            const float* xr = x[j % CSM_VL];
-            const float* wc = w[j / CSM_VL];
-            double t = out[j];
-            for (ptrdiff_t jj = i; jj < i1; jj++) t += (double)xr[jj] * (double)wc[jj];
-            out[j] = t;
-        }
-    }
-}
 
 /* Features summed in float32 before the float64 accumulators take them in
  * the float32 broadcast tile. */
@@ -114,6 +72,13 @@ CSM_INLINE void csm_logits_bcast_tile_s(const float* const* x, const float* WBs,
 #define CSM_LOGITS_TILE csm_logits_tile_s
 #define CSM_LOGITS_ACC csm_vs
 #define CSM_LOGITS_LANES CSM_VS_LANES
+#define CSM_LOGITS_ZERO CSM_SET1S(0.0f)
+#define CSM_LOGITS_LOADX csm_load_s
+#define CSM_LOGITS_LOADW csm_load_s
+/* Each float accumulator is widened to float64 before the lanes are summed:
+ * summing them in float32 is cheaper, but its rounding measurably moves the
+ * optimum an L-BFGS fit on float32 data reaches. */
+#define CSM_LOGITS_WIDE(v) (CSM_LO_HALF(v) + CSM_HI_HALF(v))
 #include "_kernels_logits.h"
 #undef CSM_XT
 #undef CSM_WT
@@ -121,6 +86,10 @@ CSM_INLINE void csm_logits_bcast_tile_s(const float* const* x, const float* WBs,
 #undef CSM_LOGITS_TILE
 #undef CSM_LOGITS_ACC
 #undef CSM_LOGITS_LANES
+#undef CSM_LOGITS_ZERO
+#undef CSM_LOGITS_LOADX
+#undef CSM_LOGITS_LOADW
+#undef CSM_LOGITS_WIDE
 #undef CSM_LOGITS_BCAST
 
 /* As csm_logits_d, for float32 X and a float32 copy Ws of W and WBs of its

@@ -1,15 +1,62 @@
-/* Class-major logits of a chunk, the loop around a logits tile kernel.
+/* Class-major logits of a chunk: the pair tile and the loop around it.
  *
  * Included by _kernels_typed.h and _kernels_f32.h with CSM_XT (the element
- * type of X), CSM_WT (that of W), CSM_LOGITS (the function's name),
- * CSM_LOGITS_TILE (a tile kernel computing CSM_VL rows x 2 classes over a
- * block of features into out[c * CSM_VL + r]), CSM_LOGITS_ACC (its
- * accumulator vector type) and CSM_LOGITS_LANES (features per accumulator);
- * with CSM_LOGITS_BCAST also the tile of that name (CSM_VL rows x CSM_VL
- * classes into class vectors), used for short rows when the caller gives
- * W's broadcast layout.
+ * type of X), CSM_WT (that of W), CSM_LOGITS and CSM_LOGITS_TILE (the names
+ * of the loop and of the pair tile), CSM_LOGITS_ACC (the tile's accumulator
+ * vector type, CSM_LOGITS_LANES features wide), CSM_LOGITS_ZERO, loads of X
+ * and W into it (CSM_LOGITS_LOADX, CSM_LOGITS_LOADW) and CSM_LOGITS_WIDE (an
+ * accumulator as CSM_VL float64 lanes); with CSM_LOGITS_BCAST also the tile
+ * of that name (CSM_VL rows x CSM_VL classes into class vectors), used for
+ * short rows when the caller gives W's broadcast layout.
  */
 
+
+/* Logit tile: CSM_VL rows x 2 classes of dot products over the features
+ * [i0, i1), with lane-wise partial sums.  The accumulators start from zero
+ * (first) or from acc (an earlier block of features); unless last, they are
+ * left in acc.  With last, csm_hsum_many reduces the CSM_VL accumulators of
+ * one class into one vector whose lane r is row r, so the tile comes out
+ * class-major, as the pipeline wants it, with no scalar stores; the features
+ * left over after whole vectors (only in the last block) are added in order.
+ * out[c * CSM_VL + r] = x_r . w_c.  Blocks are whole accumulators but the last,
+ * so the partial sums are the same for any blocking.  When next is not NULL,
+ * the same features of the rows next[r] are prefetched into L2. */
+CSM_INLINE void CSM_LOGITS_TILE(
+        const CSM_XT* const* x, const CSM_WT* const* w, ptrdiff_t i0, ptrdiff_t i1,
+        CSM_LOGITS_ACC* acc_mem, int first, int last, const CSM_XT* const* next, double* out)
+{
+    CSM_LOGITS_ACC acc[2 * CSM_VL];
+    for (int j = 0; j < 2 * CSM_VL; j++) acc[j] = first ? CSM_LOGITS_ZERO : acc_mem[j];
+    ptrdiff_t i = i0;
+    for (; i + CSM_LOGITS_LANES <= i1; i += CSM_LOGITS_LANES) {
+        const CSM_LOGITS_ACC w0 = CSM_LOGITS_LOADW(w[0] + i), w1 = CSM_LOGITS_LOADW(w[1] + i);
+        if (next != NULL)
+            for (int r = 0; r < CSM_VL; r++) CSM_PREFETCH((const void*)(next[r] + i));
+        for (int r = 0; r < CSM_VL; r++) {
+            CSM_LOGITS_ACC xv = CSM_LOGITS_LOADX(x[r] + i);
+            CSM_IN_REGISTER(xv);
+            acc[r] += xv * w0;
+            acc[CSM_VL + r] += xv * w1;
+        }
+    }
+    if (!last) {
+        for (int j = 0; j < 2 * CSM_VL; j++) acc_mem[j] = acc[j];
+        return;
+    }
+    csm_vd wide[2 * CSM_VL];
+    for (int j = 0; j < 2 * CSM_VL; j++) wide[j] = CSM_LOGITS_WIDE(acc[j]);
+    csm_store_d(out, csm_hsum_many(wide));
+    csm_store_d(out + CSM_VL, csm_hsum_many(wide + CSM_VL));
+    if (i < i1) {
+        for (int j = 0; j < 2 * CSM_VL; j++) {
+            const CSM_XT* xr = x[j % CSM_VL];
+            const CSM_WT* wc = w[j / CSM_VL];
+            double t = out[j];
+            for (ptrdiff_t jj = i; jj < i1; jj++) t += (double)xr[jj] * (double)wc[jj];
+            out[j] = t;
+        }
+    }
+}
 
 /* Class-major logits: Z[k * ldc + r] = bias[k] + X[r] . W[k] for r < n_rows
  * rounded up to whole vectors, k < K.  W is (K, D) with leading dimension

@@ -12,51 +12,6 @@ static inline int CSM_SFX(csm_class_block)(ptrdiff_t K) {
     return (int)((K + n_blocks - 1) / n_blocks);
 }
 
-/* Logit tile: CSM_VL rows x 2 classes of dot products over the features
- * [i0, i1), with lane-wise partial sums.  The accumulators start from zero
- * (first) or from acc (an earlier block of features); unless last, they are
- * left in acc.  With last, csm_hsum_many reduces the CSM_VL accumulators of
- * one class into one vector whose lane r is row r, so the tile comes out
- * class-major, as the pipeline wants it, with no scalar stores; the features
- * left over after whole vectors (only in the last block) are added in order.
- * out[c * CSM_VL + r] = x_r . w_c.  Blocks are whole vectors but the last,
- * so the partial sums are the same for any blocking.  When next is not NULL,
- * the same features of the rows next[r] are prefetched into L2. */
-CSM_INLINE void CSM_SFX(csm_logits_tile)(
-        const CSM_XT* const* x, const double* const* w, ptrdiff_t i0, ptrdiff_t i1,
-        csm_vd* acc_mem, int first, int last, const CSM_XT* const* next, double* out)
-{
-    csm_vd acc[2 * CSM_VL];
-    for (int j = 0; j < 2 * CSM_VL; j++) acc[j] = first ? CSM_SET1(0.0) : acc_mem[j];
-    ptrdiff_t i = i0;
-    for (; i + CSM_VL <= i1; i += CSM_VL) {
-        const csm_vd w0 = csm_load_d(w[0] + i), w1 = csm_load_d(w[1] + i);
-        if (next != NULL)
-            for (int r = 0; r < CSM_VL; r++) CSM_PREFETCH((const void*)(next[r] + i));
-        for (int r = 0; r < CSM_VL; r++) {
-            csm_vd xv = CSM_LOADX(x[r] + i);
-            CSM_IN_REGISTER(xv);
-            acc[r] += xv * w0;
-            acc[CSM_VL + r] += xv * w1;
-        }
-    }
-    if (!last) {
-        for (int j = 0; j < 2 * CSM_VL; j++) acc_mem[j] = acc[j];
-        return;
-    }
-    csm_store_d(out, csm_hsum_many(acc));
-    csm_store_d(out + CSM_VL, csm_hsum_many(acc + CSM_VL));
-    if (i < i1) {
-        for (int j = 0; j < 2 * CSM_VL; j++) {
-            const CSM_XT* xr = x[j % CSM_VL];
-            const double* wc = w[j / CSM_VL];
-            double t = out[j];
-            for (ptrdiff_t jj = i; jj < i1; jj++) t += (double)xr[jj] * wc[jj];
-            out[j] = t;
-        }
-    }
-}
-
 #ifdef CSM_LOGITS_BCAST
 /* Logits of CSM_VL rows x CSM_VL classes vectorised over the classes: WB
  * holds the block's weights feature by feature (WB[i * CSM_VL + c]), so each
@@ -84,12 +39,20 @@ CSM_INLINE void CSM_SFX(csm_logits_bcast_tile)(const CSM_XT* const* x, const dou
 #define CSM_LOGITS_TILE CSM_SFX(csm_logits_tile)
 #define CSM_LOGITS_ACC csm_vd
 #define CSM_LOGITS_LANES CSM_VL
+#define CSM_LOGITS_ZERO CSM_SET1(0.0)
+#define CSM_LOGITS_LOADX CSM_LOADX
+#define CSM_LOGITS_LOADW csm_load_d
+#define CSM_LOGITS_WIDE(v) (v)
 #include "_kernels_logits.h"
 #undef CSM_WT
 #undef CSM_LOGITS
 #undef CSM_LOGITS_TILE
 #undef CSM_LOGITS_ACC
 #undef CSM_LOGITS_LANES
+#undef CSM_LOGITS_ZERO
+#undef CSM_LOGITS_LOADX
+#undef CSM_LOGITS_LOADW
+#undef CSM_LOGITS_WIDE
 
 /* G[k, i:i+nv*VL] += sum_r R[r * rr + k * rk] X[r, i:i+nv*VL] for k < kb: a register tile
  * of kb x nv vectors of G stays in registers over all rows of the chunk. */
