@@ -34,37 +34,10 @@ cdef inline Source capi_source(const floating* X, Py_ssize_t s0, Py_ssize_t s1, 
 
 cdef int capi_softmax(const floating* Z, Py_ssize_t N, Py_ssize_t K, Py_ssize_t s0, Py_ssize_t s1,
                       floating* out, int n_threads) noexcept nogil:
-    cdef Py_ssize_t n_chunks = (N + CSM_CHUNK - 1) // CSM_CHUNK
-    cdef Py_ssize_t nt = min(<Py_ssize_t> n_threads, n_chunks)
-    cdef Py_ssize_t c, n_bad = 0
-    cdef Scratch* scratch = NULL
-    cdef Source shape_only
+    cdef Py_ssize_t n_bad
     if N < 0 or K < 1 or n_threads < 1 or (N > 0 and (Z == NULL or out == NULL)):
         return STATUS_BAD_ARGUMENT
-    if N * K < MIN_ELEMENTS_PARALLEL:
-        nt = 1
-    shape_only.kind = KIND_F64      # scratch for rows of Z only: no pack buffer
-    shape_only.D = 0
-    shape_only.group_bits = 0
-    if nt <= 1:
-        scratch = scratch_new(&shape_only, csm_padded(K))
-        if scratch == NULL:
-            return STATUS_NO_MEMORY
-        for c in range(n_chunks):
-            n_bad += rowwise_chunk(Z, s0, s1, c * CSM_CHUNK, min(<Py_ssize_t> CSM_CHUNK, N - c * CSM_CHUNK),
-                                   K, 0, scratch, out, <floating*> NULL)
-        scratch_free(scratch)
-    else:
-        with parallel(num_threads=nt):
-            scratch = scratch_new(&shape_only, csm_padded(K))
-            for c in prange(n_chunks, schedule="static"):
-                if scratch == NULL:
-                    n_bad += N + 1   # impossible count: signals no memory
-                else:
-                    n_bad += rowwise_chunk(Z, s0, s1, c * CSM_CHUNK,
-                                           min(<Py_ssize_t> CSM_CHUNK, N - c * CSM_CHUNK),
-                                           K, 0, scratch, out, <floating*> NULL)
-            scratch_free(scratch)
+    n_bad = rowwise_rows(Z, N, K, s0, s1, 0, out, <floating*> NULL, n_threads)
     if n_bad > N:
         return STATUS_NO_MEMORY
     return STATUS_NONFINITE if n_bad else STATUS_OK

@@ -63,6 +63,8 @@ cdef enum:
     GROUP_TABLE_MAX = 33792
     # Row-wise functions go parallel only above this many elements.
     MIN_ELEMENTS_PARALLEL = 1 << 15
+    # ... and prefetch the rows of the chunk this many chunks on (csm_ahead).
+    CSM_AHEAD_CHUNKS = 2
 
 ISA_LEVEL = ISA_NAME  # defined by the including module
 
@@ -102,9 +104,14 @@ cdef extern from "_kernels.h" nogil:
                           const double* weight, int residual, double* loss, double* col)
     void csm_cm_hessian(double* Z, const double* U, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K,
                         const double* weight, double* col)
-    void csm_cm_softmax(double* Z, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K, double* row_sum)
+    ctypedef struct csm_ahead:
+        const char* read
+        char* write
+        Py_ssize_t group_bytes
+    void csm_cm_softmax(double* Z, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K, double* row_sum,
+                        const csm_ahead* ahead)
     void csm_cm_shifted_sums(double* Z, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K, int store_shifted,
-                             double* row_max, double* row_sum)
+                             double* row_max, double* row_sum, const csm_ahead* ahead)
     void csm_cm_argmax(const double* Z, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K,
                        double* best, double* check)
     double csm_lane_sum(const double* lanes)
@@ -121,10 +128,16 @@ cdef extern from "_kernels.h" nogil:
                            double momentum, double eta)
     void csm_prefetch_gather(const char* data, const int64_t* order, Py_ssize_t n_rows,
                              Py_ssize_t row_stride, Py_ssize_t row_bytes)
-    void csm_rows_to_classes(const double* T, Py_ssize_t ldt, Py_ssize_t n_rows, Py_ssize_t K,
-                             double* Z, Py_ssize_t ldc)
-    void csm_classes_to_rows(const double* Z, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K,
-                             double* T, Py_ssize_t ldt)
+    void csm_rows_to_classes_d(const double* T, Py_ssize_t ldt, Py_ssize_t n_rows, Py_ssize_t K,
+                               double* Z, Py_ssize_t ldc)
+    void csm_rows_to_classes_f(const float* T, Py_ssize_t ldt, Py_ssize_t n_rows, Py_ssize_t K,
+                               double* Z, Py_ssize_t ldc)
+    void csm_classes_to_rows_d(const double* Z, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K,
+                               double* T, Py_ssize_t ldt)
+    void csm_classes_to_rows_f(const double* Z, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K,
+                               float* T, Py_ssize_t ldt)
+    void csm_cm_subtract_rows(double* Z, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K,
+                              const double* row_value)
     Py_ssize_t csm_csr_logits(const double* values, const int64_t* indices, const int64_t* indptr,
                               Py_ssize_t first_row, Py_ssize_t n_rows, Py_ssize_t D,
                               const double* WT, Py_ssize_t ldz, const double* bias, double* Z)
@@ -350,7 +363,7 @@ cdef void source_logits(const Source* src, Scratch* s, Py_ssize_t n_rows,
                                             n_rows, src.D, m.WT, m.ldz, m.WT + src.D * m.ldz, s.T)
         else:
             csm_bits_logits(<const uint64_t*> s.Xc, s.ld, n_rows, src.D, m.WT, m.ldz, m.WT + src.D * m.ldz, s.T)
-        csm_rows_to_classes(s.T, m.ldz, n_rows, m.K, Z, CSM_CHUNK)
+        csm_rows_to_classes_d(s.T, m.ldz, n_rows, m.K, Z, CSM_CHUNK)
     zero_padding_rows(Z, m.K, n_rows)
 
 
@@ -367,7 +380,7 @@ cdef void source_rank_update(const Source* src, Scratch* s, Py_ssize_t n_rows, P
     elif s.H != NULL:
         csm_group_accumulate(<const uint64_t*> s.Xc, s.ld, n_rows, src.D, src.group_bits, R, K, CSM_CHUNK, s.H)
     else:
-        csm_classes_to_rows(R, CSM_CHUNK, n_rows, K, s.T, ldz)
+        csm_classes_to_rows_d(R, CSM_CHUNK, n_rows, K, s.T, ldz)
         if src.kind == KIND_CSR:
             csm_csr_accumulate(<const double*> src.data, src.indices, src.indptr, s.first_row, n_rows,
                                src.D, s.T, ldz, s.GT)
@@ -1086,7 +1099,6 @@ cdef Py_ssize_t predict_chunk(
     cdef double* Z = scratch.Z
     cdef double* row_sum = scratch.row_sum
     cdef double* check = scratch.row_log
-    cdef floating* p
     source_chunk(src, first_row, n_rows, scratch)
     source_logits(src, scratch, n_rows, model, Z)
     if L != NULL:
@@ -1096,14 +1108,9 @@ cdef Py_ssize_t predict_chunk(
             if check[r] != 0.0:
                 n_bad += 1
         return n_bad
-    csm_cm_softmax(Z, CSM_CHUNK, n_padded, K, row_sum)
-    for r in range(n_rows):
-        if not isfinite(row_sum[r]):
-            n_bad += 1
-        p = P + (first_row + r) * K
-        for k in range(K):
-            p[k] = <floating> Z[k * CSM_CHUNK + r]
-    return n_bad
+    csm_cm_softmax(Z, CSM_CHUNK, n_padded, K, row_sum, NULL)
+    store_rows(Z, n_rows, K, P + first_row * K)
+    return count_nonfinite(row_sum, n_rows)
 
 
 def rowwise(
@@ -1114,95 +1121,130 @@ def rowwise(
         int n_threads):
     """Row-wise softmax, log_softmax or logsumexp of Z; returns (status, n_bad_rows)."""
     cdef Py_ssize_t N = Z.shape[0], K = Z.shape[1]
-    cdef Py_ssize_t sz0 = Z.strides[0] // <Py_ssize_t> sizeof(floating)
-    cdef Py_ssize_t sz1 = Z.strides[1] // <Py_ssize_t> sizeof(floating)
-    cdef Py_ssize_t n_chunks = (N + CSM_CHUNK - 1) // CSM_CHUNK
-    cdef Py_ssize_t nt = min(<Py_ssize_t> n_threads, n_chunks)
     cdef const floating* Z_ptr = &Z[0, 0] if (N > 0 and K > 0) else NULL
     cdef floating* out_ptr = NULL
     cdef floating* lse_ptr = NULL
-    cdef Py_ssize_t c, n_bad = 0
-    cdef int status = STATUS_OK
-    cdef Scratch* scratch = NULL
-    cdef Source shape_only
-
+    cdef Py_ssize_t n_bad
     if out is not None and N > 0:
         out_ptr = &out[0, 0]
     if out_lse is not None and N > 0:
         lse_ptr = &out_lse[0]
+    with nogil:
+        n_bad = rowwise_rows(Z_ptr, N, K, Z.strides[0] // <Py_ssize_t> sizeof(floating),
+                             Z.strides[1] // <Py_ssize_t> sizeof(floating), mode, out_ptr, lse_ptr, n_threads)
+    if n_bad > N:
+        return STATUS_NO_MEMORY, 0
+    return STATUS_OK, n_bad
+
+
+cdef Py_ssize_t rowwise_rows(
+        const floating* Z, Py_ssize_t N, Py_ssize_t K, Py_ssize_t sz0, Py_ssize_t sz1, int mode,
+        floating* out, floating* out_lse, int n_threads) noexcept nogil:
+    """All rows of a row-wise function (see :func:`rowwise_chunk`), chunk by
+    chunk on up to n_threads threads; returns the count of bad rows, or
+    N + 1 when scratch memory could not be had."""
+    cdef Py_ssize_t n_chunks = (N + CSM_CHUNK - 1) // CSM_CHUNK
+    cdef Py_ssize_t nt = min(<Py_ssize_t> n_threads, n_chunks)
+    cdef Py_ssize_t c, n_bad = 0
+    cdef Scratch* scratch = NULL
+    cdef Source shape_only
     if N * K < MIN_ELEMENTS_PARALLEL:
         nt = 1
     shape_only.kind = KIND_F64      # scratch for rows of Z only: no pack buffer
     shape_only.D = 0
     shape_only.group_bits = 0
-    with nogil:
-        if nt <= 1:
-            scratch = scratch_new(&shape_only, csm_padded(K))
+    if nt <= 1:
+        scratch = scratch_new(&shape_only, csm_padded(K))
+        if scratch == NULL:
+            return N + 1
+        for c in range(n_chunks):
+            n_bad += rowwise_chunk(Z, sz0, sz1, c * CSM_CHUNK, min(<Py_ssize_t> CSM_CHUNK, N - c * CSM_CHUNK),
+                                   K, mode, scratch, out, out_lse, N)
+        scratch_free(scratch)
+        return n_bad
+    with parallel(num_threads=nt):
+        scratch = scratch_new(&shape_only, csm_padded(K))
+        for c in prange(n_chunks, schedule="static"):
             if scratch == NULL:
-                status = STATUS_NO_MEMORY
+                n_bad += N + 1   # impossible count: signals no memory
             else:
-                for c in range(n_chunks):
-                    n_bad += rowwise_chunk(Z_ptr, sz0, sz1, c * CSM_CHUNK,
-                                           min(<Py_ssize_t> CSM_CHUNK, N - c * CSM_CHUNK),
-                                           K, mode, scratch, out_ptr, lse_ptr)
-                scratch_free(scratch)
-        else:
-            with parallel(num_threads=nt):
-                scratch = scratch_new(&shape_only, csm_padded(K))
-                for c in prange(n_chunks, schedule="static"):
-                    if scratch == NULL:
-                        n_bad += N + 1
-                    else:
-                        n_bad += rowwise_chunk(Z_ptr, sz0, sz1, c * CSM_CHUNK,
-                                               min(<Py_ssize_t> CSM_CHUNK, N - c * CSM_CHUNK),
-                                               K, mode, scratch, out_ptr, lse_ptr)
-                scratch_free(scratch)
-    if n_bad > N:
-        status = STATUS_NO_MEMORY
-    return status, n_bad
+                n_bad += rowwise_chunk(Z, sz0, sz1, c * CSM_CHUNK, min(<Py_ssize_t> CSM_CHUNK, N - c * CSM_CHUNK),
+                                       K, mode, scratch, out, out_lse, N)
+        scratch_free(scratch)
+    return min(n_bad, N + 1)
 
 
 cdef Py_ssize_t rowwise_chunk(
         const floating* Z, Py_ssize_t sz0, Py_ssize_t sz1, Py_ssize_t first_row, Py_ssize_t n_rows,
         Py_ssize_t K, int mode, Scratch* scratch,
-        floating* out, floating* out_lse) noexcept nogil:
+        floating* out, floating* out_lse, Py_ssize_t n_total) noexcept nogil:
     """One chunk of rows of softmax (mode 0) / log_softmax (1) / logsumexp (2);
     returns the count of bad rows (a non-finite maximum or sum).
 
     The chunk is worked on class-major (E[k * CSM_CHUNK + r]), CSM_VL rows per
     vector: no padding of short rows, no horizontal reductions.
     """
-    cdef Py_ssize_t r, k, n, n_bad = 0
+    cdef Py_ssize_t r, n_bad = 0
     cdef Py_ssize_t n_padded = (n_rows + CSM_VL - 1) // CSM_VL * CSM_VL
     cdef double* E = scratch.Z
     cdef double* row_max = scratch.row_a
     cdef double* row_sum = scratch.row_sum
     cdef double* row_log = scratch.row_log
-    load_class_major(Z + first_row * sz0, sz0, sz1, n_rows, K, E)
+    cdef csm_ahead ahead
+    # The rows CSM_AHEAD_CHUNKS chunks on, while they lie inside the arrays
+    # (Z's rows contiguous: otherwise a row is not a contiguous span).
+    cdef Py_ssize_t later = first_row + CSM_AHEAD_CHUNKS * CSM_CHUNK
+    ahead.read = NULL
+    ahead.write = NULL
+    ahead.group_bytes = CSM_VL * K * <Py_ssize_t> sizeof(floating)
+    if later + CSM_CHUNK <= n_total:
+        if sz1 == 1 and sz0 == K:
+            ahead.read = <const char*> (Z + later * K)
+        if mode != 2:
+            ahead.write = <char*> (out + later * K)
+    if sz1 == 1:
+        if floating is double:
+            csm_rows_to_classes_d(Z + first_row * sz0, sz0, n_rows, K, E, CSM_CHUNK)
+        else:
+            csm_rows_to_classes_f(Z + first_row * sz0, sz0, n_rows, K, E, CSM_CHUNK)
+        zero_padding_rows(E, K, n_rows)
+    else:
+        load_class_major(Z + first_row * sz0, sz0, sz1, n_rows, K, E)
     if mode == 0:
         # row_sum is NaN for rows with a non-finite maximum
-        csm_cm_softmax(E, CSM_CHUNK, n_padded, K, row_sum)
-        for r in range(n_rows):
-            if not isfinite(row_sum[r]):
-                n_bad += 1
-            n = first_row + r
-            for k in range(K):
-                out[n * K + k] = <floating> E[k * CSM_CHUNK + r]
-        return n_bad
-    csm_cm_shifted_sums(E, CSM_CHUNK, n_padded, K, mode == 1, row_max, row_sum)
+        csm_cm_softmax(E, CSM_CHUNK, n_padded, K, row_sum, &ahead)
+        store_rows(E, n_rows, K, out + first_row * K)
+        return count_nonfinite(row_sum, n_rows)
+    csm_cm_shifted_sums(E, CSM_CHUNK, n_padded, K, mode == 1, row_max, row_sum, &ahead)
     for r in range(n_padded):
         row_log[r] = row_sum[r] if r < n_rows else 1.0
     csm_log_inplace(row_log, n_padded)
     for r in range(n_rows):
-        n = first_row + r
         if not (isfinite(row_max[r]) and isfinite(row_sum[r])):
             n_bad += 1
-        if mode == 1:
-            for k in range(K):
-                out[n * K + k] = <floating> (E[k * CSM_CHUNK + r] - row_log[r])
-        else:
-            out_lse[n] = <floating> (row_max[r] + row_log[r])
+    if mode == 1:
+        csm_cm_subtract_rows(E, CSM_CHUNK, n_padded, K, row_log)
+        store_rows(E, n_rows, K, out + first_row * K)
+    else:
+        for r in range(n_rows):
+            out_lse[first_row + r] = <floating> (row_max[r] + row_log[r])
     return n_bad
+
+
+cdef inline void store_rows(const double* E, Py_ssize_t n_rows, Py_ssize_t K, floating* out) noexcept nogil:
+    """out[r * K + k] = E[k * CSM_CHUNK + r]: a class-major chunk to C-contiguous rows."""
+    if floating is double:
+        csm_classes_to_rows_d(E, CSM_CHUNK, n_rows, K, out, K)
+    else:
+        csm_classes_to_rows_f(E, CSM_CHUNK, n_rows, K, out, K)
+
+
+cdef inline Py_ssize_t count_nonfinite(const double* v, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i, count = 0
+    for i in range(n):
+        if not isfinite(v[i]):
+            count += 1
+    return count
 
 
 # ---------------------------------------------------------------------------

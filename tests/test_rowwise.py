@@ -85,6 +85,25 @@ def test_rowwise_matches_scipy_and_numpy(name, dtype, n, layout, n_threads, use_
     np.testing.assert_array_equal(np.asarray(Z), Z_before)
 
 
+# Class counts around the vector width (8 float64 lanes with AVX-512, 4 with
+# AVX2, 2 with SSE2): rows are moved to and from the class-major layout in
+# whole blocks of classes plus a partial last block, and rows past the last
+# whole vector of rows one by one.
+@pytest.mark.parametrize("k", [1, 3, 4, 8, 9, 16, 17, 33])
+@pytest.mark.parametrize("n", [8, 13, 130])
+@pytest.mark.parametrize("layout", ["C", "F", "negative"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_rowwise_class_counts_around_the_vector_width(dtype, layout, n, k):
+    Z = _logit_matrix(n, k, dtype, layout, seed=7)
+    Z64 = np.asarray(Z, dtype=np.float64)
+    for name in ("softmax", "log_softmax", "logsumexp"):
+        got = getattr(csoftmax, name)(Z, n_threads=1)
+        assert_close(got, _numpy_ref(name, Z64), dtype, scale=_error_scale(name, Z64), err_msg=name)
+    W = np.random.default_rng(k).normal(size=(k, 5)).astype(dtype)
+    X = np.random.default_rng(n).normal(size=(n, 5)).astype(dtype)
+    assert_close(csoftmax.predict_proba(W, X), ref_softmax(ref_logits(W, X)), dtype, err_msg="predict_proba")
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 def test_rowwise_transposed_and_integer_input(dtype):
     rng = np.random.default_rng(3)
