@@ -489,9 +489,11 @@ static void csm_cm_label_loss(double* Z, ptrdiff_t ldc, ptrdiff_t n_rows, ptrdif
         const csm_vi valid = CSM_LT(CSM_SET1(-0.5), lab);
         const csm_vd m = csm_cm_max(z, ldc, K);
         csm_vd sum = CSM_SET1(0.0), picked = CSM_SET1(0.0);
-        for (ptrdiff_t k = 0; k < K; k++) {
+        /* class k as a vector, counted up rather than converted per class */
+        csm_vd kv = CSM_SET1(0.0);
+        for (ptrdiff_t k = 0; k < K; k++, kv += CSM_SET1(1.0)) {
             const csm_vd v = csm_load_d(z + k * ldc) - m;
-            picked = csm_select(CSM_EQ(lab, CSM_SET1((double)k)), v, picked);
+            picked = csm_select(CSM_EQ(lab, kv), v, picked);
             const csm_vd e = csm_exp_nonpositive(v);
             csm_store_d(z + k * ldc, e);
             sum += e;
@@ -500,9 +502,10 @@ static void csm_cm_label_loss(double* Z, ptrdiff_t ldc, ptrdiff_t n_rows, ptrdif
         loss_v += csm_select(valid, w * (csm_log_positive(sum) - picked), CSM_SET1(0.0));
         if (residual) {
             const csm_vd scale = w / sum;
-            for (ptrdiff_t k = 0; k < K; k++) {
+            kv = CSM_SET1(0.0);
+            for (ptrdiff_t k = 0; k < K; k++, kv += CSM_SET1(1.0)) {
                 const csm_vd e = csm_load_d(z + k * ldc);
-                const csm_vd hit = csm_select(CSM_EQ(lab, CSM_SET1((double)k)), w, CSM_SET1(0.0));
+                const csm_vd hit = csm_select(CSM_EQ(lab, kv), w, CSM_SET1(0.0));
                 const csm_vd res = csm_select(valid, e * scale - hit, CSM_SET1(0.0));
                 csm_store_d(z + k * ldc, res);
                 csm_store_d(col + k * CSM_VL, csm_load_d(col + k * CSM_VL) + res);
