@@ -62,12 +62,11 @@
 #endif
 
 #define CSM_CHUNK 64
-/* Software prefetch of X runs this many bytes ahead of the rows in use, into
- * L2 (locality 1): nearer, the prefetches arrive too late (measured: ~30% off
- * the digits-like loss).  The logits kernels also pull the rows of their next
- * tile into L1, CSM_PREFETCH_L1_BYTES ahead: a tile reads CSM_VL rows at once,
- * each in a different cache line, and without it every tile starts with that
- * many L1 misses (measured: the float64 digits-like logits 11.4 -> 6.6 ms). */
+/* Long rows (the blocked path of the logits, _kernels_logits.h) are also
+ * prefetched in bulk at the start of each tile: into L2 this many bytes
+ * ahead of the rows in use, and into L1 the rows CSM_PREFETCH_L1_BYTES on
+ * (measured on MNIST-like rows, D = 784: without them the logits take 15%
+ * longer; on short rows they cost more than they bring, see there). */
 #ifndef CSM_PREFETCH_BYTES
 #define CSM_PREFETCH_BYTES 32768
 #endif
@@ -83,9 +82,13 @@
 #define CSM_LOGITS_BLOCK_BYTES 2048
 /* Class pairs whose accumulators are kept, in memory, across the blocks. */
 #define CSM_LOGITS_GROUP 8
-/* Tiles ahead whose rows the first class pair prefetches as it goes. */
+/* Tiles ahead whose rows the first class block of a tile prefetches, a
+ * cache line at a time as it goes, and the fewest classes for which short
+ * rows are prefetched that way (_kernels_logits.h). */
 #define CSM_LOGITS_AHEAD 2
+#define CSM_LOGITS_STREAM_CLASSES 8
 
+/* Software prefetch into L2 (locality 1) and into L1. */
 #if defined(__GNUC__) || defined(__clang__)
 #define CSM_PREFETCH(p) __builtin_prefetch((p), 0, 1)
 #define CSM_PREFETCH_L1(p) __builtin_prefetch((p), 0, 3)

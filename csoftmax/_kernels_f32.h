@@ -46,12 +46,16 @@ CSM_INLINE csm_vs csm_load_s(const float* p) { csm_vs v; memcpy(&v, p, sizeof v)
  * then added to float64 accumulators: rounding stays near the pair tile's
  * (four float32 terms, then float64), which the optimum of an L-BFGS fit on
  * float32 data is sensitive to. */
-CSM_INLINE void csm_logits_bcast_tile_s(const float* const* x, const float* WBs, ptrdiff_t D, csm_vd* out)
+CSM_INLINE void csm_logits_bcast_tile_s(const float* const* x, const float* WBs, ptrdiff_t D,
+                                        const float* const* next, csm_vd* out)
 {
     csm_vd acc[CSM_VL];
     for (int r = 0; r < CSM_VL; r++) acc[r] = CSM_SET1(0.0);
     for (ptrdiff_t i0 = 0; i0 < D; i0 += CSM_BCAST_RUN_S) {
         const ptrdiff_t i1 = D - i0 < CSM_BCAST_RUN_S ? D : i0 + CSM_BCAST_RUN_S;
+        /* a run is half a cache line of each row: ask for the line once */
+        if (next != NULL && i0 % (2 * CSM_BCAST_RUN_S) == 0)
+            for (int r = 0; r < CSM_VL; r++) CSM_PREFETCH((const void*)(next[r] + i0));
         csm_vf part[CSM_VL];
         for (int r = 0; r < CSM_VL; r++) part[r] = (csm_vf){0};
         for (ptrdiff_t i = i0; i < i1; i++) {

@@ -30,7 +30,8 @@ CSM_INLINE void CSM_LOGITS_TILE(
     ptrdiff_t i = i0;
     for (; i + CSM_LOGITS_LANES <= i1; i += CSM_LOGITS_LANES) {
         const CSM_LOGITS_ACC w0 = CSM_LOGITS_LOADW(w[0] + i), w1 = CSM_LOGITS_LOADW(w[1] + i);
-        if (next != NULL)
+        /* once per cache line of each row (a vector of uint8 is an eighth of one) */
+        if (next != NULL && (sizeof(CSM_XT) * CSM_LOGITS_LANES >= 64 || (i * (ptrdiff_t)sizeof(CSM_XT)) % 64 == 0))
             for (int r = 0; r < CSM_VL; r++) CSM_PREFETCH((const void*)(next[r] + i));
         for (int r = 0; r < CSM_VL; r++) {
             CSM_LOGITS_ACC xv = CSM_LOGITS_LOADX(x[r] + i);
@@ -65,12 +66,16 @@ CSM_INLINE void CSM_LOGITS_TILE(
  * NULL, is W's broadcast layout (csm_broadcast_layout): short rows then go
  * through the broadcast tile for the first K / CSM_VL * CSM_VL classes.
  *
- * X streams from memory once.  Each tile asks for rows ahead in bulk
- * (csm_prefetch_tile).  When that reaches fewer rows than the next
- * CSM_LOGITS_AHEAD tiles (long rows), the first class pair of each tile also
- * asks, line by line as it goes, for the rows CSM_LOGITS_AHEAD tiles on
- * (measured on MNIST-like rows: the logits 10.4 -> 7.6 ms; X had arrived
- * only when it was read). */
+ * X streams from memory once.  Each tile asks for rows ahead in bulk as it
+ * starts (csm_prefetch_tile).  When that reaches fewer rows than the next
+ * CSM_LOGITS_AHEAD tiles (long rows), the first class block of each tile
+ * (the broadcast tile, else the first pair) also asks for the rows
+ * CSM_LOGITS_AHEAD tiles on, a cache line at a time as it goes (measured on
+ * MNIST-like rows: the logits 10.4 -> 7.6 ms; X had arrived only when it
+ * was read).  Short rows with at least CSM_LOGITS_STREAM_CLASSES classes,
+ * whose tiles are long in arithmetic, only stream: there the bulk requests
+ * made the rows arrive later (measured, 200000 x 64 x 10: predict 8.3 -> 6.3
+ * ms; 100000 x 200 x 16: 20 -> 12.4 ms). */
 static void CSM_LOGITS(
         const CSM_XT* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t D,
         const CSM_WT* W, ptrdiff_t ldw, const CSM_WT* WB, ptrdiff_t K, const double* bias,
@@ -81,13 +86,14 @@ static void CSM_LOGITS(
     const CSM_XT* x[CSM_VL];
     const CSM_XT* ahead[CSM_VL];
     const CSM_WT* w[2];
-    const ptrdiff_t row_bytes = D * (ptrdiff_t)sizeof(CSM_XT);
-    const ptrdiff_t l2_ahead = csm_prefetch_rows(row_bytes);
-    const ptrdiff_t l1_ahead = CSM_PREFETCH_L1_BYTES / (row_bytes > 0 ? row_bytes : 1);
     /* Whole vectors of features per block, at least one. */
     ptrdiff_t block = CSM_LOGITS_BLOCK_BYTES / (ptrdiff_t)sizeof(CSM_XT) / CSM_LOGITS_LANES * CSM_LOGITS_LANES;
     if (block < CSM_LOGITS_LANES) block = CSM_LOGITS_LANES;
-    const int stream = l2_ahead < (CSM_LOGITS_AHEAD + 1) * CSM_VL;
+    const ptrdiff_t row_bytes = D * (ptrdiff_t)sizeof(CSM_XT);
+    const ptrdiff_t l2_ahead = csm_prefetch_rows(row_bytes);
+    const ptrdiff_t l1_ahead = CSM_PREFETCH_L1_BYTES / (row_bytes > 0 ? row_bytes : 1);
+    const int bulk = D > block || K < CSM_LOGITS_STREAM_CLASSES;
+    const int stream = !bulk || l2_ahead < (CSM_LOGITS_AHEAD + 1) * CSM_VL;
     for (ptrdiff_t r = 0; r < n_rows; r += CSM_VL) {
         for (int j = 0; j < CSM_VL; j++) {
             x[j] = X + (r + j < n_rows ? r + j : n_rows - 1) * ldx;
@@ -95,7 +101,8 @@ static void CSM_LOGITS(
             ahead[j] = (const CSM_XT*)((uintptr_t)X + (uintptr_t)((r + j + CSM_LOGITS_AHEAD * CSM_VL) * ldx
                                                                   * (ptrdiff_t)sizeof(CSM_XT)));
         }
-        csm_prefetch_tile(X, r, ldx * (ptrdiff_t)sizeof(CSM_XT), row_bytes, l2_ahead, l1_ahead);
+        if (bulk)
+            csm_prefetch_tile(X, r, ldx * (ptrdiff_t)sizeof(CSM_XT), row_bytes, l2_ahead, l1_ahead);
         if (D <= block) {
             /* One block: the accumulators never leave the registers. */
             ptrdiff_t k_pairs = 0;
@@ -103,7 +110,7 @@ static void CSM_LOGITS(
             if (WB != NULL) {
                 csm_vd classes[CSM_VL];
                 for (; k_pairs + CSM_VL <= K; k_pairs += CSM_VL) {
-                    CSM_LOGITS_BCAST(x, WB + k_pairs * D, D, classes);
+                    CSM_LOGITS_BCAST(x, WB + k_pairs * D, D, stream && k_pairs == 0 ? ahead : NULL, classes);
                     for (int c = 0; c < CSM_VL; c++)
                         csm_store_d(Z + (k_pairs + c) * ldc + r, classes[c] + CSM_SET1(bias[k_pairs + c]));
                 }
@@ -115,7 +122,7 @@ static void CSM_LOGITS(
                 w[0] = W + k * ldw;
                 w[1] = W + (k + 1 < K ? k + 1 : k) * ldw;
                 /* Constant arguments, so each call inlines without the unused paths. */
-                if (stream && k == k_pairs)
+                if (stream && k == 0)
                     CSM_LOGITS_TILE(x, w, 0, D, acc, 1, 1, ahead, out);
                 else
                     CSM_LOGITS_TILE(x, w, 0, D, acc, 1, 1, NULL, out);
@@ -131,7 +138,7 @@ static void CSM_LOGITS(
                 for (ptrdiff_t k = k0; k < k1; k += 2) {
                     w[0] = W + k * ldw;
                     w[1] = W + (k + 1 < K ? k + 1 : k) * ldw;
-                    if (stream && k == 0)
+                    if (k == 0)
                         CSM_LOGITS_TILE(x, w, i0, i1, acc + (k - k0) * CSM_VL, i0 == 0, i1 == D, ahead, out);
                     else
                         CSM_LOGITS_TILE(x, w, i0, i1, acc + (k - k0) * CSM_VL, i0 == 0, i1 == D, NULL, out);

@@ -19,15 +19,22 @@ static inline int CSM_SFX(csm_class_block)(ptrdiff_t K) {
  * (an FMA memory operand).  Each logit is summed over the features in order;
  * one transpose turns the rows' vectors into class vectors, out[c] holding
  * class c of the CSM_VL rows.  No horizontal sums: for short rows these cost
- * the pair tile a quarter of its time. */
+ * the pair tile a quarter of its time.  When next is not NULL, the rows
+ * next[r] are prefetched a cache line at a time as the features go by. */
 CSM_INLINE void CSM_SFX(csm_logits_bcast_tile)(const CSM_XT* const* x, const double* WB, ptrdiff_t D,
-                                               csm_vd* out)
+                                               const CSM_XT* const* next, csm_vd* out)
 {
+    const ptrdiff_t line = 64 / (ptrdiff_t)sizeof(CSM_XT);
     csm_vd acc[CSM_VL];
     for (int r = 0; r < CSM_VL; r++) acc[r] = CSM_SET1(0.0);
-    for (ptrdiff_t i = 0; i < D; i++) {
-        const csm_vd wv = csm_load_d(WB + i * CSM_VL);
-        for (int r = 0; r < CSM_VL; r++) acc[r] += CSM_SET1(x[r][i]) * wv;
+    for (ptrdiff_t i0 = 0; i0 < D; i0 += line) {
+        const ptrdiff_t i1 = D - i0 < line ? D : i0 + line;
+        if (next != NULL)
+            for (int r = 0; r < CSM_VL; r++) CSM_PREFETCH((const void*)(next[r] + i0));
+        for (ptrdiff_t i = i0; i < i1; i++) {
+            const csm_vd wv = csm_load_d(WB + i * CSM_VL);
+            for (int r = 0; r < CSM_VL; r++) acc[r] += CSM_SET1(x[r][i]) * wv;
+        }
     }
     csm_transpose(acc);
     for (int c = 0; c < CSM_VL; c++) out[c] = acc[c];
