@@ -263,7 +263,7 @@ cdef int capi_predict(
         else:
             for c in range(n_chunks):
                 n_bad += predict_chunk(&src, c * CSM_CHUNK, min(<Py_ssize_t> CSM_CHUNK, N - c * CSM_CHUNK),
-                                       &model, scratch, <floating*> NULL, labels_out)
+                                       &model, scratch, <floating*> NULL, labels_out, N)
             scratch_free(scratch)
     else:
         with parallel(num_threads=nt):
@@ -273,7 +273,7 @@ cdef int capi_predict(
                     n_bad += N + 1
                 else:
                     n_bad += predict_chunk(&src, c * CSM_CHUNK, min(<Py_ssize_t> CSM_CHUNK, N - c * CSM_CHUNK),
-                                           &model, scratch, <floating*> NULL, labels_out)
+                                           &model, scratch, <floating*> NULL, labels_out, N)
             scratch_free(scratch)
     model_free(&model)
     if n_bad > N:

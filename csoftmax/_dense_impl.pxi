@@ -1040,7 +1040,7 @@ cdef object predict_core(
                     for c in range(n_chunks):
                         n_bad += predict_chunk(src, c * CSM_CHUNK,
                                                min(<Py_ssize_t> CSM_CHUNK, N - c * CSM_CHUNK),
-                                               &model, scratch, P_ptr, L_ptr)
+                                               &model, scratch, P_ptr, L_ptr, N)
                     scratch_free(scratch)
             else:
                 with parallel(num_threads=nt):
@@ -1051,7 +1051,7 @@ cdef object predict_core(
                         else:
                             n_bad += predict_chunk(src, c * CSM_CHUNK,
                                                    min(<Py_ssize_t> CSM_CHUNK, N - c * CSM_CHUNK),
-                                                   &model, scratch, P_ptr, L_ptr)
+                                                   &model, scratch, P_ptr, L_ptr, N)
                     scratch_free(scratch)
             model_free(&model)
     if n_bad > N:
@@ -1102,7 +1102,8 @@ def predict_rows_bits(
 cdef Py_ssize_t predict_chunk(
         const Source* src, Py_ssize_t first_row, Py_ssize_t n_rows,
         const Model* model, Scratch* scratch,
-        floating* P, int64_t* L) noexcept nogil:  # OUT (N, K) / (N,) or NULL
+        floating* P, int64_t* L,              # OUT (N, K) / (N,) or NULL
+        Py_ssize_t n_total) noexcept nogil:
     """Probabilities (P) or argmax (L) of one chunk of rows; returns the count of non-finite rows."""
     cdef Py_ssize_t r, k, n_bad = 0
     cdef Py_ssize_t K = model.K
@@ -1119,7 +1120,14 @@ cdef Py_ssize_t predict_chunk(
             if check[r] != 0.0:
                 n_bad += 1
         return n_bad
-    csm_cm_softmax(Z, CSM_CHUNK, n_padded, K, row_sum, NULL)
+    # the rows of P a few chunks on, for writing (see csm_ahead)
+    cdef csm_ahead ahead
+    ahead.read = NULL
+    ahead.write = NULL
+    ahead.group_bytes = CSM_VL * K * <Py_ssize_t> sizeof(floating)
+    if first_row + (CSM_AHEAD_CHUNKS + 1) * CSM_CHUNK <= n_total:
+        ahead.write = <char*> (P + (first_row + CSM_AHEAD_CHUNKS * CSM_CHUNK) * K)
+    csm_cm_softmax(Z, CSM_CHUNK, n_padded, K, row_sum, &ahead)
     store_rows(Z, n_rows, K, P + first_row * K)
     return count_nonfinite(row_sum, n_rows)
 
