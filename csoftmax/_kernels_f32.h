@@ -8,7 +8,7 @@
  * threads are float64.  W is used as a float32 copy.
  */
 
-typedef float csm_vs __attribute__((vector_size(CSM_VL * 8), aligned(4)));   /* 2 * CSM_VL floats */
+typedef float csm_vs __attribute__((vector_size(CSM_VL * 8)));   /* 2 * CSM_VL floats */
 #define CSM_VS_LANES (2 * CSM_VL)
 #define CSM_SET1S(x) ((float)(x) - (csm_vs){0})   /* as CSM_SET1 */
 
