@@ -149,3 +149,14 @@ def test_input_kinds_benchmark_measures_one_kind():
     )
     record = json.loads(out.stdout.strip().splitlines()[-1])
     assert record["error"] is None and record["median"] > 0 and record["x_bytes"] == 200_000 * 8
+
+
+def test_isa_benchmark_times_every_case_at_this_level():
+    import bench_isa
+
+    times = bench_isa.measure(repeats=1)
+    assert times["isa"] == csoftmax._config.config()["isa"]
+    expected = {f"loss_and_gradient {name}" for name, *_ in bench_isa.CASES}
+    expected |= {"predict digits64", "softmax (200000, 10)"}
+    assert set(times) - {"isa"} == expected
+    assert all(value > 0 for key, value in times.items() if key != "isa")
