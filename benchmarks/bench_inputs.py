@@ -236,11 +236,7 @@ def main(argv=None):
         if "sparse_csoftmax" in sp_ok and "sparse_sklearn" in sp_ok:
             lines.append(f"- {threads} thread(s): CSR kernel {sp_ok['sparse_sklearn'] / sp_ok['sparse_csoftmax']:.1f}x "
                          "faster than scikit-learn's LinearModelLoss on the same matrix.")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.quick:
-        with open(os.path.join(HERE, "RESULTS-inputs.md"), "w") as f:
-            f.write(text)
+    harness.write_results(lines, "RESULTS-inputs.md", write=not args.quick)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402  (standard library only)
+
 CASES = (
     # name, N, D, K, dtype of X
     ("digits64", 200_000, 64, 10, "float64"),
@@ -103,10 +106,7 @@ def main(argv=None):
     for name in names:
         cells = [f"{r[name]:.2f} ms ({r[name] / best[name]:.1f}x)" for r in results]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS-isa.md"), "w") as f:
-        f.write(text)
+    harness.write_results(lines, "RESULTS-isa.md")
 
 
 if __name__ == "__main__":

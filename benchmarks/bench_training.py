@@ -27,6 +27,9 @@ from csoftmax import SoftmaxRegression
 from csoftmax._functions import features_of
 from csoftmax._sgd import sgd_train
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402  (standard library only)
+
 
 def digits_like(n=200_000, noise=2.0, seed=0):
     X0, y0 = csoftmax.datasets.load_digits8x8(binary=False, return_X_y=True)
@@ -133,10 +136,7 @@ def main():
         "| what | time | ratio |",
         "|---|---|---|",
     ] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS-training.md"), "w") as f:
-        f.write(text)
+    harness.write_results(lines, "RESULTS-training.md")
 
 
 if __name__ == "__main__":

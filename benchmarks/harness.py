@@ -158,3 +158,13 @@ def measure_memory(call):
     finally:
         tracemalloc.stop()
     return {"rss_bytes": rss, "traced_bytes": max(0, traced_peak - base)}
+
+
+def write_results(lines, file_name, write=True):
+    """Print the report ``lines`` and, with ``write``, save them as
+    ``benchmarks/<file_name>`` (next to the scripts)."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if write:
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), file_name), "w") as f:
+            f.write(text)
