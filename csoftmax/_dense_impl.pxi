@@ -1105,7 +1105,7 @@ cdef Py_ssize_t predict_chunk(
         floating* P, int64_t* L,              # OUT (N, K) / (N,) or NULL
         Py_ssize_t n_total) noexcept nogil:
     """Probabilities (P) or argmax (L) of one chunk of rows; returns the count of non-finite rows."""
-    cdef Py_ssize_t r, k, n_bad = 0
+    cdef Py_ssize_t r, n_bad = 0
     cdef Py_ssize_t K = model.K
     cdef Py_ssize_t n_padded = (n_rows + CSM_VL - 1) // CSM_VL * CSM_VL
     cdef double* Z = scratch.Z
@@ -1120,13 +1120,8 @@ cdef Py_ssize_t predict_chunk(
             if check[r] != 0.0:
                 n_bad += 1
         return n_bad
-    # the rows of P a few chunks on, for writing (see csm_ahead)
-    cdef csm_ahead ahead
-    ahead.read = NULL
-    ahead.write = NULL
-    ahead.group_bytes = CSM_VL * K * <Py_ssize_t> sizeof(floating)
-    if first_row + (CSM_AHEAD_CHUNKS + 1) * CSM_CHUNK <= n_total:
-        ahead.write = <char*> (P + (first_row + CSM_AHEAD_CHUNKS * CSM_CHUNK) * K)
+    # the rows of P a few chunks on, for writing
+    cdef csm_ahead ahead = chunks_ahead(NULL, P, first_row, K * <Py_ssize_t> sizeof(floating), n_total)
     csm_cm_softmax(Z, CSM_CHUNK, n_padded, K, row_sum, &ahead)
     store_rows(Z, n_rows, K, P + first_row * K)
     return count_nonfinite(row_sum, n_rows)
@@ -1209,18 +1204,10 @@ cdef Py_ssize_t rowwise_chunk(
     cdef double* row_max = scratch.row_a
     cdef double* row_sum = scratch.row_sum
     cdef double* row_log = scratch.row_log
-    cdef csm_ahead ahead
-    # The rows CSM_AHEAD_CHUNKS chunks on, while they lie inside the arrays
-    # (Z's rows contiguous: otherwise a row is not a contiguous span).
-    cdef Py_ssize_t later = first_row + CSM_AHEAD_CHUNKS * CSM_CHUNK
-    ahead.read = NULL
-    ahead.write = NULL
-    ahead.group_bytes = CSM_VL * K * <Py_ssize_t> sizeof(floating)
-    if later + CSM_CHUNK <= n_total:
-        if sz1 == 1 and sz0 == K:
-            ahead.read = <const char*> (Z + later * K)
-        if mode != 2:
-            ahead.write = <char*> (out + later * K)
+    # Z's rows are prefetched only when contiguous (else a row is no span).
+    cdef csm_ahead ahead = chunks_ahead(Z if (sz1 == 1 and sz0 == K) else NULL,
+                                        out if mode != 2 else NULL,
+                                        first_row, K * <Py_ssize_t> sizeof(floating), n_total)
     if sz1 == 1:
         if floating is double:
             csm_rows_to_classes_d(Z + first_row * sz0, sz0, n_rows, K, E, CSM_CHUNK)
@@ -1248,6 +1235,24 @@ cdef Py_ssize_t rowwise_chunk(
         for r in range(n_rows):
             out_lse[first_row + r] = <floating> (row_max[r] + row_log[r])
     return n_bad
+
+
+cdef inline csm_ahead chunks_ahead(const void* read, void* write, Py_ssize_t first_row,
+                                   Py_ssize_t row_bytes, Py_ssize_t n_total) noexcept nogil:
+    """Prefetch targets for the chunk at first_row (see csm_ahead): the rows
+    CSM_AHEAD_CHUNKS chunks on in the arrays whose contiguous rows of row_bytes
+    start at read and write (NULL: none), while that chunk lies inside them."""
+    cdef csm_ahead ahead
+    cdef Py_ssize_t later = first_row + CSM_AHEAD_CHUNKS * CSM_CHUNK
+    ahead.read = NULL
+    ahead.write = NULL
+    ahead.group_bytes = CSM_VL * row_bytes
+    if later + CSM_CHUNK <= n_total:
+        if read != NULL:
+            ahead.read = <const char*> read + later * row_bytes
+        if write != NULL:
+            ahead.write = <char*> write + later * row_bytes
+    return ahead
 
 
 cdef inline void store_rows(const double* E, Py_ssize_t n_rows, Py_ssize_t K, floating* out) noexcept nogil:

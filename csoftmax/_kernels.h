@@ -88,13 +88,15 @@
 #define CSM_LOGITS_AHEAD 2
 #define CSM_LOGITS_STREAM_CLASSES 8
 
-/* Software prefetch into L2 (locality 1) and into L1. */
+/* Software prefetch into L2 (locality 1), into L1, and into L2 for writing. */
 #if defined(__GNUC__) || defined(__clang__)
 #define CSM_PREFETCH(p) __builtin_prefetch((p), 0, 1)
 #define CSM_PREFETCH_L1(p) __builtin_prefetch((p), 0, 3)
+#define CSM_PREFETCH_WRITE(p) __builtin_prefetch((p), 1, 1)
 #else
 #define CSM_PREFETCH(p) ((void)(p))
 #define CSM_PREFETCH_L1(p) ((void)(p))
+#define CSM_PREFETCH_WRITE(p) ((void)(p))
 #endif
 
 #if CSM_VECTOR_EXT
@@ -604,9 +606,7 @@ CSM_INLINE void csm_prefetch_ahead(const csm_ahead* ahead, ptrdiff_t r) {
     const ptrdiff_t first = r / CSM_VL * ahead->group_bytes;
     for (ptrdiff_t off = 0; off < ahead->group_bytes; off += 64) {
         if (ahead->read != NULL) CSM_PREFETCH(ahead->read + first + off);
-#if defined(__GNUC__) || defined(__clang__)
-        if (ahead->write != NULL) __builtin_prefetch(ahead->write + first + off, 1, 1);
-#endif
+        if (ahead->write != NULL) CSM_PREFETCH_WRITE(ahead->write + first + off);
     }
 }
 

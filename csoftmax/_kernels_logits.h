@@ -138,7 +138,7 @@ static void CSM_LOGITS(
                 for (ptrdiff_t k = k0; k < k1; k += 2) {
                     w[0] = W + k * ldw;
                     w[1] = W + (k + 1 < K ? k + 1 : k) * ldw;
-                    if (k == 0)
+                    if (stream && k == 0)
                         CSM_LOGITS_TILE(x, w, i0, i1, acc + (k - k0) * CSM_VL, i0 == 0, i1 == D, ahead, out);
                     else
                         CSM_LOGITS_TILE(x, w, i0, i1, acc + (k - k0) * CSM_VL, i0 == 0, i1 == D, NULL, out);
