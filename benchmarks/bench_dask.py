@@ -36,6 +36,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import harness  # noqa: E402  (standard library only)
 
 
 def make_data(n, d, k, seed=0):
@@ -206,11 +207,7 @@ def main(argv=None):
         f"- Agreement: max |coef difference| / max |coef| = {coef_diff:.2e}; objective {f_dist:.10f} "
         f"(distributed) vs {f_local:.10f} (in memory): {'the fits agree' if agree else 'the fits DIFFER'}.",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_write:
-        with open(os.path.join(HERE, "RESULTS-dask.md"), "w") as f:
-            f.write(text)
+    harness.write_results(lines, "RESULTS-dask.md", write=not args.no_write)
 
 
 if __name__ == "__main__":
