@@ -82,14 +82,18 @@ def test_every_function_matches_dense(n, d, k, w_dtype, n_threads, rng):
 # when the tables are small and N is large, nibble groups for more classes or
 # fewer rows, set bits for small calls): shapes that reach each, with D not a
 # multiple of the group width, several words per row, K not a multiple of 4
-# and N not a multiple of 4 or of a chunk.
+# and N not a multiple of 4 or of a chunk; table rows of 4, 8 and 12 classes
+# (walks compiled for those lengths) and of more.
 GROUPED_SHAPES = [
     (12001, 64, 10),   # byte groups
+    (12001, 64, 7),    # byte groups, rows of 8
     (12001, 61, 3),    # byte groups, partial last group
     (24001, 130, 3),   # byte groups, three words per row
     (3001, 64, 17),    # nibble groups (byte tables too big for 17 classes)
     (8001, 100, 1),    # nibble groups, K = 1
     (1503, 13, 2),     # nibble groups
+    (3001, 20, 6),     # nibble groups, rows of 8
+    (4001, 40, 12),    # nibble groups, rows of 12
 ]
 
 
