@@ -13,20 +13,25 @@ from reference import ref_log_likelihood, ref_log_likelihood_gradient, ref_logit
 # Block of the logits kernel: 2048 bytes of a row (256 float64, 512 float32,
 # 2048 uint8 features); a group is 8 pairs of classes.  D values straddle one
 # and several blocks, with features left over after whole vectors; K values
-# give one group, an odd last pair and a second group.
+# give one group, an odd last pair and a second group.  Blocked rows with 48
+# or more (padded) classes are copied chunk by chunk before use.
 SHAPES = [
     (37, 257, 3), (37, 523, 17), (21, 1031, 19), (19, 2051, 5), (9, 4099, 2),  # blocked
+    (70, 300, 49), (130, 2051, 48),  # blocked and copied, several chunks
     (37, 13, 8), (70, 100, 17), (29, 256, 25),  # short rows, several class blocks
 ]
 
 
 @pytest.mark.parametrize("n,d,k", SHAPES)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.uint8])
-@pytest.mark.parametrize("layout", ["C", "F"])
+@pytest.mark.parametrize("layout", ["C", "F", "sliced"])
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_blocked_logits_match_reference(n, d, k, dtype, layout, n_threads, rng):
-    X = (rng.random((n, d)) < 0.3).astype(dtype) if dtype == np.uint8 else rng.normal(size=(n, d)).astype(dtype)
+    shape = (n, d + 1) if layout == "sliced" else (n, d)
+    X = (rng.random(shape) < 0.3).astype(dtype) if dtype == np.uint8 else rng.normal(size=shape).astype(dtype)
     X = np.asfortranarray(X) if layout == "F" else X
+    # contiguous features, rows one element longer than D and off any alignment
+    X = X[:, 1:] if layout == "sliced" else X
     w_dtype = np.float32 if dtype == np.float32 else np.float64
     W = (rng.normal(size=(k, d)) / np.sqrt(d)).astype(w_dtype)
     b = rng.normal(size=k).astype(w_dtype)
