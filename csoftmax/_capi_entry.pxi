@@ -238,43 +238,20 @@ cdef int capi_predict(
         const floating* X, Py_ssize_t N, Py_ssize_t D, Py_ssize_t xs0, Py_ssize_t xs1,
         const floating* W, Py_ssize_t K, Py_ssize_t ldw, const floating* b,
         int64_t* labels_out, int n_threads) noexcept nogil:
-    cdef Py_ssize_t n_chunks = (N + CSM_CHUNK - 1) // CSM_CHUNK
-    cdef Py_ssize_t nt = min(<Py_ssize_t> n_threads, n_chunks)
-    cdef Py_ssize_t c, n_bad = 0
-    cdef Scratch* scratch = NULL
+    cdef Py_ssize_t n_bad
     cdef Model model
     cdef Source src
     cdef int ok_model
     if (N < 0 or D < 0 or K < 1 or ldw < D or n_threads < 1 or W == NULL
             or (N > 0 and (X == NULL or labels_out == NULL))):
         return STATUS_BAD_ARGUMENT
-    if N * (D + K) < MIN_ELEMENTS_PARALLEL:
-        nt = 1
     ok_model = model_from(&model, W, K, D, ldw, 1, b, False, -INFINITY)
     if ok_model != 0:
         if ok_model > 0:
             model_free(&model)
         return STATUS_NO_MEMORY if ok_model < 0 else STATUS_NONFINITE
     src = capi_source(X, xs0, xs1, D)
-    if nt <= 1:
-        scratch = scratch_new(&src, model.ldz)
-        if scratch == NULL:
-            n_bad = N + 1
-        else:
-            for c in range(n_chunks):
-                n_bad += predict_chunk(&src, c * CSM_CHUNK, min(<Py_ssize_t> CSM_CHUNK, N - c * CSM_CHUNK),
-                                       &model, scratch, <floating*> NULL, labels_out, N)
-            scratch_free(scratch)
-    else:
-        with parallel(num_threads=nt):
-            scratch = scratch_new(&src, model.ldz)
-            for c in prange(n_chunks, schedule="static"):
-                if scratch == NULL:
-                    n_bad += N + 1
-                else:
-                    n_bad += predict_chunk(&src, c * CSM_CHUNK, min(<Py_ssize_t> CSM_CHUNK, N - c * CSM_CHUNK),
-                                           &model, scratch, <floating*> NULL, labels_out, N)
-            scratch_free(scratch)
+    n_bad = predict_all_rows(&src, N, &model, <floating*> NULL, labels_out, n_threads)
     model_free(&model)
     if n_bad > N:
         return STATUS_NO_MEMORY

@@ -1034,14 +1034,10 @@ cdef object predict_core(
         Source* src, Py_ssize_t N,
         const floating[:, :] W, const floating[::1] b,
         floating[:, ::1] proba_out, int64_t[::1] labels_out, int n_threads):
-    cdef Py_ssize_t D = W.shape[1], K = W.shape[0]
-    cdef Py_ssize_t n_chunks = (N + CSM_CHUNK - 1) // CSM_CHUNK
-    cdef Py_ssize_t nt = min(<Py_ssize_t> n_threads, n_chunks)
     cdef floating* P_ptr = NULL
     cdef int64_t* L_ptr = NULL
-    cdef Py_ssize_t c, n_bad = 0
+    cdef Py_ssize_t n_bad = 0
     cdef int status = STATUS_OK
-    cdef Scratch* scratch = NULL
     cdef Model model
     cdef int ok_model
 
@@ -1049,8 +1045,6 @@ cdef object predict_core(
         P_ptr = &proba_out[0, 0]
     if labels_out is not None and N > 0:
         L_ptr = &labels_out[0]
-    if N * (D + K) < MIN_ELEMENTS_PARALLEL:
-        nt = 1
     with nogil:
         ok_model = model_for_source(&model, src, N, W, b, -INFINITY)
         if ok_model < 0:
@@ -1059,31 +1053,44 @@ cdef object predict_core(
             status = STATUS_NONFINITE
             model_free(&model)
         else:
-            if nt <= 1:
-                scratch = scratch_new(src, model.ldz)
-                if scratch == NULL:
-                    status = STATUS_NO_MEMORY
-                else:
-                    for c in range(n_chunks):
-                        n_bad += predict_chunk(src, c * CSM_CHUNK,
-                                               min(<Py_ssize_t> CSM_CHUNK, N - c * CSM_CHUNK),
-                                               &model, scratch, P_ptr, L_ptr, N)
-                    scratch_free(scratch)
-            else:
-                with parallel(num_threads=nt):
-                    scratch = scratch_new(src, model.ldz)
-                    for c in prange(n_chunks, schedule="static"):
-                        if scratch == NULL:
-                            n_bad += N + 1   # impossible count: signals no memory
-                        else:
-                            n_bad += predict_chunk(src, c * CSM_CHUNK,
-                                                   min(<Py_ssize_t> CSM_CHUNK, N - c * CSM_CHUNK),
-                                                   &model, scratch, P_ptr, L_ptr, N)
-                    scratch_free(scratch)
+            n_bad = predict_all_rows(src, N, &model, P_ptr, L_ptr, n_threads)
             model_free(&model)
     if n_bad > N:
         status = STATUS_NO_MEMORY
     return status, n_bad
+
+
+cdef Py_ssize_t predict_all_rows(
+        const Source* src, Py_ssize_t N, const Model* model,
+        floating* P, int64_t* L, int n_threads) noexcept nogil:
+    """Probabilities (P) and/or argmax classes (L) of all rows (see
+    :func:`predict_chunk`), chunk by chunk on up to n_threads threads; returns
+    the count of non-finite rows, or N + 1 when scratch memory could not be had."""
+    cdef Py_ssize_t n_chunks = (N + CSM_CHUNK - 1) // CSM_CHUNK
+    cdef Py_ssize_t nt = min(<Py_ssize_t> n_threads, n_chunks)
+    cdef Py_ssize_t c, n_bad = 0
+    cdef Scratch* scratch = NULL
+    if N * (src.D + model.K) < MIN_ELEMENTS_PARALLEL:
+        nt = 1
+    if nt <= 1:
+        scratch = scratch_new(src, model.ldz)
+        if scratch == NULL:
+            return N + 1
+        for c in range(n_chunks):
+            n_bad += predict_chunk(src, c * CSM_CHUNK, min(<Py_ssize_t> CSM_CHUNK, N - c * CSM_CHUNK),
+                                   model, scratch, P, L, N)
+        scratch_free(scratch)
+        return n_bad
+    with parallel(num_threads=nt):
+        scratch = scratch_new(src, model.ldz)
+        for c in prange(n_chunks, schedule="static"):
+            if scratch == NULL:
+                n_bad += N + 1   # impossible count: signals no memory
+            else:
+                n_bad += predict_chunk(src, c * CSM_CHUNK, min(<Py_ssize_t> CSM_CHUNK, N - c * CSM_CHUNK),
+                                       model, scratch, P, L, N)
+        scratch_free(scratch)
+    return min(n_bad, N + 1)
 
 
 def predict_rows(
