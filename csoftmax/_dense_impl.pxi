@@ -243,6 +243,11 @@ cdef inline Py_ssize_t whole_lines(Py_ssize_t n_doubles) noexcept nogil:
     return (n_doubles + 7) // 8 * 8
 
 
+cdef inline Py_ssize_t element_size(const Source* src) noexcept nogil:
+    """Bytes per element of dense X (float32, uint8, else float64 or words)."""
+    return 4 if src.kind == KIND_F32 else (1 if src.kind == KIND_U8 else 8)
+
+
 cdef inline bint copies_rows(const Source* src, Py_ssize_t ldz) noexcept nogil:
     """Whether dense chunks are copied into the scratch before use: rows with
     strided features, and long rows with many classes (the blocked logits
@@ -251,10 +256,9 @@ cdef inline bint copies_rows(const Source* src, Py_ssize_t ldz) noexcept nogil:
     vector loads of a row in place straddle two lines (measured, 10000 x 1000
     x 100: 6% faster at 2 threads).  With few classes the pass is bound by
     memory and the copy costs more than it saves (MNIST-like: 30% slower)."""
-    cdef Py_ssize_t itemsize = 4 if src.kind == KIND_F32 else (1 if src.kind == KIND_U8 else 8)
     if src.kind != KIND_F64 and src.kind != KIND_F32 and src.kind != KIND_U8:
         return False
-    return src.D > 0 and (src.s1 != 1 or (src.D * itemsize > CSM_LOGITS_BLOCK_BYTES
+    return src.D > 0 and (src.s1 != 1 or (src.D * element_size(src) > CSM_LOGITS_BLOCK_BYTES
                                           and ldz >= COPY_MIN_CLASSES))
 
 
@@ -262,10 +266,10 @@ cdef Scratch* scratch_new(const Source* src, Py_ssize_t ldz) noexcept nogil:
     """Allocate one thread's scratch (one block: a small call pays for one
     malloc, not seven); NULL when memory is short."""
     cdef Py_ssize_t rows = CSM_CHUNK + CSM_VL
-    cdef Py_ssize_t itemsize = 4 if src.kind == KIND_F32 else (1 if src.kind == KIND_U8 else 8)
+    cdef Py_ssize_t itemsize = element_size(src)
     cdef bint transposed = src.kind == KIND_BITS or src.kind == KIND_CSR
-    # Rows whose features are strided are copied; contiguous ones are read in place.
-    cdef bint packs = not transposed and copies_rows(src, ldz)
+    # Dense chunks that are copied before use get a buffer (see copies_rows).
+    cdef bint packs = copies_rows(src, ldz)
     cdef Py_ssize_t n_pack = whole_lines((CSM_CHUNK * src.D * itemsize + 7) // 8) if packs else 0
     cdef Py_ssize_t n_chunk = whole_lines(rows * ldz)
     cdef Py_ssize_t n_rowwise = whole_lines(4 * rows + (ldz + 1) * CSM_VL)
@@ -1354,7 +1358,7 @@ cdef void prefetch_rows(const Source* src, const int64_t* order, Py_ssize_t n_ro
     else:
         if src.s1 != 1:
             return   # strided features: the row is spread out; not worth it
-        itemsize = 4 if src.kind == KIND_F32 else (1 if src.kind == KIND_U8 else 8)
+        itemsize = element_size(src)
         row_bytes = src.D * itemsize
     csm_prefetch_gather(<const char*> src.data, order, n_rows, src.s0 * itemsize, row_bytes)
 
@@ -1383,7 +1387,7 @@ cdef object sgd_epoch_core(
     cdef Py_ssize_t K = W.shape[0], D = W.shape[1], ldz = csm_padded(K)
     cdef Py_ssize_t n_words = (D + 63) // 64
     cdef Py_ssize_t n_order = order.shape[0], start, n_rows, j, k, i
-    cdef Py_ssize_t itemsize = 4 if src.kind == KIND_F32 else (1 if src.kind == KIND_U8 else 8)
+    cdef Py_ssize_t itemsize = element_size(src)
     cdef Source batch
     cdef Model model
     cdef Scratch* scratch = NULL
