@@ -108,7 +108,7 @@ cdef extern from "_kernels.h" nogil:
                             const double* R, Py_ssize_t rr, Py_ssize_t rk, Py_ssize_t K,
                             double* G, Py_ssize_t ldg)
     void csm_cm_label_loss(double* Z, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K,
-                           const double* label, const double* weight, int residual,
+                           const double* label, const double* weight, int residual, int unit,
                            double* loss, double* col)
     void csm_cm_soft_loss(double* Z, const double* Y, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K,
                           const double* weight, int residual, double* loss, double* col)
@@ -456,6 +456,7 @@ cdef int partition_work(
     cdef Py_ssize_t r0 = row_begin, n_rows, n_padded, r, k, i
     cdef int64_t label
     cdef bint residual = mode == MODE_LOSS_GRADIENT
+    cdef bint unit_weights
 
     memset(scratch.loss_lanes, 0, CSM_VL * sizeof(double))
     memset(scratch.col_sum, 0, K * CSM_VL * sizeof(double))
@@ -470,8 +471,12 @@ cdef int partition_work(
         n_padded = (n_rows + CSM_VL - 1) // CSM_VL * CSM_VL
         source_chunk(src, r0, n_rows, scratch)
         source_logits(src, scratch, n_rows, model, Z)
+        # Unit weights, given or not, take the same arithmetic (see
+        # csm_cm_label_loss): results must not depend on how they were passed.
+        unit_weights = True
         for r in range(n_rows):
             weight_of[r] = weights[r0 + r] if weights != NULL else 1.0
+            unit_weights = unit_weights and weight_of[r] == 1.0
         for r in range(n_rows, n_padded):
             weight_of[r] = 0.0
             label_of[r] = -1.0
@@ -488,7 +493,7 @@ cdef int partition_work(
                 else:
                     label_of[r] = <double> label
             csm_cm_label_loss(Z, CSM_CHUNK, n_padded, K, label_of, weight_of, residual,
-                              scratch.loss_lanes, scratch.col_sum)
+                              unit_weights, scratch.loss_lanes, scratch.col_sum)
         else:
             load_class_major(Y + r0 * sy0, sy0, sy1, n_rows, K, U)
             csm_cm_soft_loss(Z, U, CSM_CHUNK, n_padded, K, weight_of, residual,
