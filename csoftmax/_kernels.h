@@ -491,8 +491,9 @@ CSM_INLINE csm_vd csm_cm_max(const double* z, ptrdiff_t ldc, ptrdiff_t K) {
  *
  * unit != 0 says every weight is 1 (or 0 on skipped rows): the logs of the
  * sums are then taken once per call, as the log of their product, lane by
- * lane.  Each sum is in [1, K], so the product of a chunk's sums (at most
- * CSM_CHUNK / CSM_VL of them per lane) stays far from overflow.  A log per
+ * lane.  Each sum is in [1, K]; the product is used while K to the number of
+ * vectors of rows stays below 2^1000 (any K with 8 lanes and chunks of 64
+ * rows; K up to ~50000 on one lane), else each sum's log.  A log per
  * vector of rows was a sixth of this function (measured, K = 10: 300 -> 253
  * cycles per vector of 8 rows in a C harness; digits-like loss_and_gradient
  * at 1 thread 12.6 -> 12.0 ms dense, 7.0 -> 6.4 ms bit-packed). */
@@ -502,6 +503,7 @@ static void csm_cm_label_loss(double* Z, ptrdiff_t ldc, ptrdiff_t n_rows, ptrdif
 {
     csm_vd loss_v = csm_load_d(loss);
     csm_vd product = CSM_SET1(1.0);
+    if (unit && log2((double)K) * (double)((n_rows + CSM_VL - 1) / CSM_VL) >= 1000.0) unit = 0;
     for (ptrdiff_t r = 0; r < n_rows; r += CSM_VL) {
         double* z = Z + r;
         const csm_vd lab = csm_load_d(label + r), w = csm_load_d(weight + r);
