@@ -138,6 +138,7 @@ cdef extern from "_kernels.h" nogil:
                            double momentum, double eta)
     void csm_prefetch_gather(const char* data, const int64_t* order, Py_ssize_t n_rows,
                              Py_ssize_t row_stride, Py_ssize_t row_bytes)
+    void csm_prefetch_span(const void* p, Py_ssize_t n_bytes)
     void csm_rows_to_classes_d(const double* T, Py_ssize_t ldt, Py_ssize_t n_rows, Py_ssize_t K,
                                double* Z, Py_ssize_t ldc)
     void csm_rows_to_classes_f(const float* T, Py_ssize_t ldt, Py_ssize_t n_rows, Py_ssize_t K,
@@ -469,14 +470,25 @@ cdef int partition_work(
     while r0 < row_end:
         n_rows = min(<Py_ssize_t> CSM_CHUNK, row_end - r0)
         n_padded = (n_rows + CSM_VL - 1) // CSM_VL * CSM_VL
+        if r0 + (CSM_AHEAD_CHUNKS + 1) * CSM_CHUNK <= row_end:
+            # labels and weights a few chunks on (csm_prefetch_span)
+            if labels != NULL:
+                csm_prefetch_span(labels + r0 + CSM_AHEAD_CHUNKS * CSM_CHUNK, CSM_CHUNK * sizeof(int64_t))
+            if weights != NULL:
+                csm_prefetch_span(weights + r0 + CSM_AHEAD_CHUNKS * CSM_CHUNK, CSM_CHUNK * sizeof(double))
         source_chunk(src, r0, n_rows, scratch)
         source_logits(src, scratch, n_rows, model, Z)
         # Unit weights, given or not, take the same arithmetic (see
         # csm_cm_label_loss): results must not depend on how they were passed.
         unit_weights = True
-        for r in range(n_rows):
-            weight_of[r] = weights[r0 + r] if weights != NULL else 1.0
-            unit_weights = unit_weights and weight_of[r] == 1.0
+        if weights == NULL:
+            for r in range(n_rows):
+                weight_of[r] = 1.0
+        else:
+            for r in range(n_rows):
+                weight_of[r] = weights[r0 + r]
+                if weight_of[r] != 1.0:
+                    unit_weights = False
         for r in range(n_rows, n_padded):
             weight_of[r] = 0.0
             label_of[r] = -1.0
