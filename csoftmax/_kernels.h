@@ -208,33 +208,27 @@ CSM_INLINE void csm_prefetch_tile(const void* X, ptrdiff_t r, ptrdiff_t stride, 
     }
 }
 
-/* Ask for the row_bytes of each row data + order[j] * row_stride (bytes) for
- * j < n_rows (any address: prefetches never fault).  The empty asm marks the
- * function as having an effect: prefetches alone do not count as one, and a
- * caller that only prefetches would otherwise be removed as dead code. */
-static void csm_prefetch_gather(const char* data, const int64_t* order, ptrdiff_t n_rows,
-                                ptrdiff_t row_stride, ptrdiff_t row_bytes)
-{
-    for (ptrdiff_t j = 0; j < n_rows; j++) {
-        const char* row = data + order[j] * row_stride;
-        for (ptrdiff_t off = 0; off < row_bytes; off += 64) CSM_PREFETCH(row + off);
-    }
-#if defined(__GNUC__) || defined(__clang__)
-    __asm__ __volatile__("" : : : "memory");
-#endif
-}
-
-/* Ask for the n_bytes at p (any address).  For the per-row inputs read a
- * chunk at a time beside X (labels, weights): with bit-packed X they are as
- * many bytes as X, and loading them waited on memory (measured: the chunk
- * loop's own share of the digits-like PackedBits gradient at 1 thread 4.4% ->
- * 3.3%).  The empty asm keeps the call, as in csm_prefetch_gather. */
+/* Ask for the n_bytes at p (any address: prefetches never fault).  The empty
+ * asm marks the function as having an effect: prefetches alone do not count
+ * as one, and a caller that only prefetches would otherwise be removed as
+ * dead code.  Used for the per-row inputs read a chunk at a time beside X
+ * (labels, weights): with bit-packed X they are as many bytes as X, and
+ * loading them waited on memory (measured: the chunk loop's own share of the
+ * digits-like PackedBits gradient at 1 thread 4.4% -> 3.3%). */
 static void csm_prefetch_span(const void* p, ptrdiff_t n_bytes)
 {
     for (ptrdiff_t off = 0; off < n_bytes; off += 64) CSM_PREFETCH((const char*)p + off);
 #if defined(__GNUC__) || defined(__clang__)
     __asm__ __volatile__("" : : : "memory");
 #endif
+}
+
+/* Ask for the row_bytes of each row data + order[j] * row_stride (bytes) for
+ * j < n_rows. */
+static void csm_prefetch_gather(const char* data, const int64_t* order, ptrdiff_t n_rows,
+                                ptrdiff_t row_stride, ptrdiff_t row_bytes)
+{
+    for (ptrdiff_t j = 0; j < n_rows; j++) csm_prefetch_span(data + order[j] * row_stride, row_bytes);
 }
 
 /* Fisher-Yates shuffle of a[0:n] in place, driven by splitmix64 from seed
