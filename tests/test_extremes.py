@@ -55,6 +55,28 @@ def test_float32_logits_near_the_float32_limit():
     np.testing.assert_allclose(P[2], [1 / 3] * 3, rtol=1e-6)
 
 
+def test_exponential_within_about_one_ulp_down_to_the_subnormals():
+    # softmax([0, x]) has p_1 = exp(x) exactly when exp(x) < 2^-54 (1 + exp(x)
+    # rounds to 1), so it shows the kernels' own exponential; the reference
+    # is long double.  Every lane position of a vector sees every region.
+    rng = np.random.default_rng(11)
+    x = np.concatenate([np.linspace(-746.0, -40.0, 100_003), rng.uniform(-746.0, -40.0, 100_000),
+                        rng.uniform(-745.2, -707.0, 20_000)])
+    Z = np.column_stack([np.zeros_like(x), x])
+    got = csoftmax.softmax(Z, n_threads=1)[:, 1]
+    exact = np.exp(x.astype(np.longdouble))
+    nearest = exact.astype(np.float64)
+    tiny = np.finfo(np.float64).smallest_subnormal
+    ulp = np.maximum(np.spacing(nearest), tiny).astype(np.longdouble)
+    err_ulps = np.abs(got.astype(np.longdouble) - exact) / ulp
+    if np.finfo(np.longdouble).nmant > 52:
+        assert err_ulps.max() <= 1.2, x[np.argmax(err_ulps)]
+    else:  # long double is double here: compare with libm's exp, itself within an ulp
+        assert err_ulps.max() <= 2.0, x[np.argmax(err_ulps)]
+    assert np.all(got[x < -745.2] == 0.0)
+    assert np.all(got[x > -744.4] > 0.0)
+
+
 def test_packed_bits_with_2_16_features():
     rng = np.random.default_rng(5)
     N, D, K = 6, 2**16, 3
