@@ -325,6 +325,25 @@ CSM_INLINE void csm_transpose(csm_vd* m) {
 #endif
 }
 
+/* Two vectors' lanes in pairs, the first stage of csm_transpose: pair i of
+ * even is (a[2i], b[2i]), pair i of odd (a[2i + 1], b[2i + 1]).  For two
+ * classes of CSM_VL rows, each pair is one row's two values. */
+CSM_INLINE void csm_pair_lanes(csm_vd a, csm_vd b, csm_vd* even, csm_vd* odd) {
+#if CSM_VL == 8
+    *even = CSM_SHUFFLE(a, b, 0, 8, 2, 10, 4, 12, 6, 14);
+    *odd = CSM_SHUFFLE(a, b, 1, 9, 3, 11, 5, 13, 7, 15);
+#elif CSM_VL == 4
+    *even = CSM_SHUFFLE(a, b, 0, 4, 2, 6);
+    *odd = CSM_SHUFFLE(a, b, 1, 5, 3, 7);
+#elif CSM_VL == 2
+    *even = CSM_SHUFFLE(a, b, 0, 2);
+    *odd = CSM_SHUFFLE(a, b, 1, 3);
+#else
+    *even = a;
+    *odd = b;
+#endif
+}
+
 /* Sums of CSM_VL vectors at once: lane j of the result is the sum of the lanes
  * of a[j], in a fixed tree (the same tree as csm_hsum).  Transposing while
  * adding costs about 3 instructions per sum instead of CSM_VL. */
@@ -916,15 +935,19 @@ CSM_INLINE void csm_store_part_f(float* p, ptrdiff_t n, csm_vd v) {
 /* Row-major rows (logits of the bits and sparse kinds, arrays given to the
  * row-wise functions) to class-major chunks, and back. */
 #define CSM_RT double
+#define CSM_RT_IS_DOUBLE 1
 #define CSM_SFX(name) name##_d
 #include "_kernels_tiles.h"
 #undef CSM_RT
+#undef CSM_RT_IS_DOUBLE
 #undef CSM_SFX
 
 #define CSM_RT float
+#define CSM_RT_IS_DOUBLE 0
 #define CSM_SFX(name) name##_f
 #include "_kernels_tiles.h"
 #undef CSM_RT
+#undef CSM_RT_IS_DOUBLE
 #undef CSM_SFX
 
 /* ------------------------------------------------------------------------- */

@@ -88,8 +88,9 @@ def test_rowwise_matches_scipy_and_numpy(name, dtype, n, layout, n_threads, use_
 # Class counts around the vector width (8 float64 lanes with AVX-512, 4 with
 # AVX2, 2 with SSE2): rows are moved to and from the class-major layout in
 # whole blocks of classes plus a partial last block, and rows past the last
-# whole vector of rows one by one.
-@pytest.mark.parametrize("k", [1, 3, 4, 8, 9, 16, 17, 33])
+# whole vector of rows one by one; a last block of two classes (K = 2, 6, 10,
+# 18) goes as one pair of values per row.
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 6, 8, 9, 10, 16, 17, 18, 33])
 @pytest.mark.parametrize("n", [8, 13, 130])
 @pytest.mark.parametrize("layout", ["C", "F", "negative"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
