@@ -1077,6 +1077,12 @@ static void csm_bits_accumulate(const uint64_t* words, ptrdiff_t ldb, ptrdiff_t 
 
 #if CSM_VECTOR_EXT
 typedef double csm_v4 __attribute__((vector_size(32)));
+typedef int64_t csm_v4i __attribute__((vector_size(32)));
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+#define CSM_SHUFFLE4(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define CSM_SHUFFLE4(a, b, ...) __builtin_shuffle(a, b, (csm_v4i){__VA_ARGS__})
+#endif
 CSM_INLINE csm_v4 csm_v4_load(const double* p) { csm_v4 v; memcpy(&v, p, sizeof v); return v; }
 CSM_INLINE void csm_v4_store(double* p, csm_v4 v) { memcpy(p, &v, sizeof v); }
 CSM_INLINE csm_v4 csm_v4_add(csm_v4 a, csm_v4 b) { return a + b; }
@@ -1097,12 +1103,24 @@ CSM_INLINE csm_v4 csm_v4_make(double a, double b, double c, double d) {
 #define CSM_V4_LANE(v, l) ((v).d[l])
 #endif
 
-/* m[i][c] -> m[c][i] for a 4 x 4 block held in registers. */
+/* m[i][c] -> m[c][i] for a 4 x 4 block held in registers.  With vector
+ * extensions, in two stages of shuffles (pairs of lanes, then halves): built
+ * lane by lane, GCC moved the values through the stack, and the transposes
+ * around the walks took a quarter of the digits-like histogram pass. */
 CSM_INLINE void csm_v4_transpose(csm_v4 m[4])
 {
     const csm_v4 a = m[0], b = m[1], c = m[2], d = m[3];
+#if CSM_VECTOR_EXT
+    const csm_v4 ab_even = CSM_SHUFFLE4(a, b, 0, 4, 2, 6), ab_odd = CSM_SHUFFLE4(a, b, 1, 5, 3, 7);
+    const csm_v4 cd_even = CSM_SHUFFLE4(c, d, 0, 4, 2, 6), cd_odd = CSM_SHUFFLE4(c, d, 1, 5, 3, 7);
+    m[0] = CSM_SHUFFLE4(ab_even, cd_even, 0, 1, 4, 5);
+    m[1] = CSM_SHUFFLE4(ab_odd, cd_odd, 0, 1, 4, 5);
+    m[2] = CSM_SHUFFLE4(ab_even, cd_even, 2, 3, 6, 7);
+    m[3] = CSM_SHUFFLE4(ab_odd, cd_odd, 2, 3, 6, 7);
+#else
     for (int l = 0; l < 4; l++)
         m[l] = CSM_V4(CSM_V4_LANE(a, l), CSM_V4_LANE(b, l), CSM_V4_LANE(c, l), CSM_V4_LANE(d, l));
+#endif
 }
 
 static ptrdiff_t csm_group_ldg(ptrdiff_t K) { return (K + 3) / 4 * 4; }
