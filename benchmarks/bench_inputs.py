@@ -11,10 +11,14 @@
 
 Every measurement runs in its own process pinned to its threads (see
 ``harness.limit_process``); every result is first checked against csoftmax on
-the dense float64 array (rtol 1e-6) and not timed if it disagrees.  Ratios are
-times of the row over csoftmax ``PackedBits`` (or CSR) in the same run.
+the dense float64 array (rtol 1e-6) and not timed if it disagrees.  The sweep
+over all measurements is repeated ``--rounds`` times in a rotated order and
+the samples of the rounds are pooled (as in ``run.py``), so that a burst of
+load from outside the run weighs on several measurements a little rather than
+on one a lot.  Ratios are times of the row over csoftmax ``PackedBits`` (or
+CSR) in the same run.
 
-Run: ``python benchmarks/bench_inputs.py`` (a few minutes); prints the tables
+Run: ``python benchmarks/bench_inputs.py`` (about ten minutes); prints the tables
 and writes ``benchmarks/RESULTS-inputs.md``.  ``--quick`` times fewer samples
 and skips the peers.
 """
@@ -156,6 +160,7 @@ def measure(what, threads, repeats, max_time_s):
         return record
     samples, number = harness.time_calls(call, repeats, max_time_s=max_time_s)
     record["number"] = number
+    record["samples"] = samples
     record.update(harness.summarize(samples))
     return record
 
@@ -171,6 +176,25 @@ def _run_one(what, threads, args):
     if out.returncode != 0 or not lines:
         return {"what": what, "threads": threads, "error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(lines[-1])
+
+
+def _sweep(whats, thread_counts, args):
+    """Every (what, threads) measured args.rounds times, each round in a rotated
+    order; the rounds' samples pooled into one record per (what, threads)."""
+    import run
+
+    raw = {}
+    for rnd in range(args.rounds):
+        for t in thread_counts:
+            shift = rnd % len(whats)
+            for what in whats[shift:] + whats[:shift]:
+                raw.setdefault((what, t), []).append(_run_one(what, t, args))
+    records = []
+    for (what, t), recs in raw.items():
+        rec = run.pooled(recs)
+        rec.update(what=what, threads=t, x_bytes=next((r["x_bytes"] for r in recs if r.get("x_bytes")), None))
+        records.append(rec)
+    return records
 
 
 def _table(records, baseline, title):
@@ -196,6 +220,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--repeats", type=int, default=30, help="timed samples per measurement (default 30)")
     p.add_argument("--max-time", type=float, default=10.0, help="seconds of sampling per measurement at most")
+    p.add_argument("--rounds", type=int, default=None, help="sweeps over all measurements, pooled (default 2; quick 1)")
     p.add_argument("--quick", action="store_true", help="csoftmax only, fewer samples; prints, writes nothing")
     args = p.parse_args(argv)
     if args.one:
@@ -203,11 +228,12 @@ def main(argv=None):
         return
     if args.quick:
         args.repeats, args.max_time = 7, 2.0
+    args.rounds = args.rounds or (1 if args.quick else 2)
     thread_counts = [t for t in (1, 2) if t <= len(os.sched_getaffinity(0))]
     packed_what = PACKED_KINDS + (() if args.quick else PEERS)
     sparse_what = ("sparse_csoftmax",) + (() if args.quick else ("sparse_sklearn",))
-    packed = [_run_one(w, t, args) for t in thread_counts for w in packed_what]
-    sparse = [_run_one(w, t, args) for t in thread_counts for w in sparse_what]
+    packed = _sweep(packed_what, thread_counts, args)
+    sparse = _sweep(sparse_what, thread_counts, args)
 
     lines = ["# Input kinds: benchmark results", ""]
     lines += [f"Command: `{shlex.join(['python', 'benchmarks/bench_inputs.py'] + (argv or sys.argv[1:]))}`", ""]
@@ -217,7 +243,8 @@ def main(argv=None):
     lines += [f"Machine: {info['cpu']}; {info['logical_cpus']} logical CPUs ({info['usable_cpus']} usable); "
               f"memory {info['memory']}; Linux {info['kernel']}, Python {info['python']}", ""]
     lines += ["Versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()), ""]
-    lines += ["Medians over repeated samples, each measurement in its own process pinned to its threads.",
+    lines += [f"Medians over repeated samples, each measurement in its own process pinned to its threads; "
+              f"{args.rounds} round(s) in rotated order, samples pooled.",
               "Last column: time of the row / time of the baseline row at the same thread count "
               "(below 1: faster than the baseline).", ""]
     lines += _table(packed, "packed", "Binarized 8x8 digits: 200000 x 64, K = 10 (`loss_and_gradient`)") + [""]

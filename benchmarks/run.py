@@ -215,7 +215,7 @@ def pooled(records):
     """Merge the rounds of one (case, threads, peer): pool samples, keep checks."""
     from harness import summarize
 
-    errors = [r["error"] for r in records if "error" in r]
+    errors = [r["error"] for r in records if r.get("error")]
     samples = [s for r in records for s in r.get("samples", [])]
     loads = [r["neighbour_cpus"] for r in records if r.get("neighbour_cpus") is not None]
     out = {
