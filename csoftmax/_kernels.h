@@ -288,15 +288,30 @@ CSM_INLINE double csm_hsum(csm_vd v) {
 #endif
 #endif
 
+#if CSM_VECTOR_EXT && CSM_VL >= 2
+/* Two vectors' lanes in pairs, the first stage of csm_transpose: pair i of
+ * even is (a[2i], b[2i]), pair i of odd (a[2i + 1], b[2i + 1]).  For two
+ * classes of CSM_VL rows, each pair is one row's two values. */
+CSM_INLINE void csm_pair_lanes(csm_vd a, csm_vd b, csm_vd* even, csm_vd* odd) {
+#if CSM_VL == 8
+    *even = CSM_SHUFFLE(a, b, 0, 8, 2, 10, 4, 12, 6, 14);
+    *odd = CSM_SHUFFLE(a, b, 1, 9, 3, 11, 5, 13, 7, 15);
+#elif CSM_VL == 4
+    *even = CSM_SHUFFLE(a, b, 0, 4, 2, 6);
+    *odd = CSM_SHUFFLE(a, b, 1, 5, 3, 7);
+#else
+    *even = CSM_SHUFFLE(a, b, 0, 2);
+    *odd = CSM_SHUFFLE(a, b, 1, 3);
+#endif
+}
+#endif
+
 /* m[i][j] -> m[j][i] for a CSM_VL x CSM_VL block held in registers
  * (log2(CSM_VL) stages of shuffles pairing lanes, then pairs, then quads). */
 CSM_INLINE void csm_transpose(csm_vd* m) {
 #if CSM_VL == 8
     csm_vd t[8], u[8];
-    for (int p = 0; p < 4; p++) {
-        t[2 * p] = CSM_SHUFFLE(m[2 * p], m[2 * p + 1], 0, 8, 2, 10, 4, 12, 6, 14);
-        t[2 * p + 1] = CSM_SHUFFLE(m[2 * p], m[2 * p + 1], 1, 9, 3, 11, 5, 13, 7, 15);
-    }
+    for (int p = 0; p < 4; p++) csm_pair_lanes(m[2 * p], m[2 * p + 1], &t[2 * p], &t[2 * p + 1]);
     for (int q = 0; q < 2; q++)
         for (int e = 0; e < 2; e++) {
             u[4 * q + e] = CSM_SHUFFLE(t[4 * q + e], t[4 * q + 2 + e], 0, 1, 8, 9, 4, 5, 12, 13);
@@ -308,39 +323,15 @@ CSM_INLINE void csm_transpose(csm_vd* m) {
     }
 #elif CSM_VL == 4
     csm_vd t[4];
-    for (int p = 0; p < 2; p++) {
-        t[2 * p] = CSM_SHUFFLE(m[2 * p], m[2 * p + 1], 0, 4, 2, 6);
-        t[2 * p + 1] = CSM_SHUFFLE(m[2 * p], m[2 * p + 1], 1, 5, 3, 7);
-    }
+    for (int p = 0; p < 2; p++) csm_pair_lanes(m[2 * p], m[2 * p + 1], &t[2 * p], &t[2 * p + 1]);
     for (int e = 0; e < 2; e++) {
         m[e] = CSM_SHUFFLE(t[e], t[2 + e], 0, 1, 4, 5);
         m[2 + e] = CSM_SHUFFLE(t[e], t[2 + e], 2, 3, 6, 7);
     }
 #elif CSM_VL == 2
-    const csm_vd a = m[0], b = m[1];
-    m[0] = CSM_SHUFFLE(a, b, 0, 2);
-    m[1] = CSM_SHUFFLE(a, b, 1, 3);
+    csm_pair_lanes(m[0], m[1], &m[0], &m[1]);
 #else
     (void)m;
-#endif
-}
-
-/* Two vectors' lanes in pairs, the first stage of csm_transpose: pair i of
- * even is (a[2i], b[2i]), pair i of odd (a[2i + 1], b[2i + 1]).  For two
- * classes of CSM_VL rows, each pair is one row's two values. */
-CSM_INLINE void csm_pair_lanes(csm_vd a, csm_vd b, csm_vd* even, csm_vd* odd) {
-#if CSM_VL == 8
-    *even = CSM_SHUFFLE(a, b, 0, 8, 2, 10, 4, 12, 6, 14);
-    *odd = CSM_SHUFFLE(a, b, 1, 9, 3, 11, 5, 13, 7, 15);
-#elif CSM_VL == 4
-    *even = CSM_SHUFFLE(a, b, 0, 4, 2, 6);
-    *odd = CSM_SHUFFLE(a, b, 1, 5, 3, 7);
-#elif CSM_VL == 2
-    *even = CSM_SHUFFLE(a, b, 0, 2);
-    *odd = CSM_SHUFFLE(a, b, 1, 3);
-#else
-    *even = a;
-    *odd = b;
 #endif
 }
 
