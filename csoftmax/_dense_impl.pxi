@@ -139,6 +139,7 @@ cdef extern from "_kernels.h" nogil:
     void csm_prefetch_gather(const char* data, const int64_t* order, Py_ssize_t n_rows,
                              Py_ssize_t row_stride, Py_ssize_t row_bytes)
     void csm_prefetch_span(const void* p, Py_ssize_t n_bytes)
+    Py_ssize_t csm_label_doubles(const int64_t* labels, Py_ssize_t n, Py_ssize_t K, double* label)
     void csm_rows_to_classes_d(const double* T, Py_ssize_t ldt, Py_ssize_t n_rows, Py_ssize_t K,
                                double* Z, Py_ssize_t ldc)
     void csm_rows_to_classes_f(const float* T, Py_ssize_t ldt, Py_ssize_t n_rows, Py_ssize_t K,
@@ -455,7 +456,6 @@ cdef int partition_work(
     cdef double* label_of = scratch.row_a
     cdef double* weight_of = scratch.row_b
     cdef Py_ssize_t r0 = row_begin, n_rows, n_padded, r, k, i
-    cdef int64_t label
     cdef bint residual = mode == MODE_LOSS_GRADIENT
     cdef bint unit_weights
 
@@ -496,14 +496,10 @@ cdef int partition_work(
             source_logits(src, scratch, n_rows, direction, U)
             csm_cm_hessian(Z, U, CSM_CHUNK, n_padded, K, weight_of, scratch.col_sum)
         elif labels != NULL:
-            for r in range(n_rows):
-                label = labels[r0 + r]
-                if label < 0 or label >= K:
-                    # Flag it; the row is skipped (never read out of bounds).
-                    status |= STATUS_BAD_LABEL
-                    label_of[r] = -1.0
-                else:
-                    label_of[r] = <double> label
+            # A label outside [0, K) is flagged and its row skipped (never
+            # read out of bounds).
+            if csm_label_doubles(labels + r0, n_rows, K, label_of):
+                status |= STATUS_BAD_LABEL
             csm_cm_label_loss(Z, CSM_CHUNK, n_padded, K, label_of, weight_of, residual,
                               unit_weights, scratch.loss_lanes, scratch.col_sum)
         else:
