@@ -296,13 +296,16 @@ CSM_INLINE double csm_hsum(csm_vd v) {
 #define CSM_IN_REGISTER(v) ((void)0)
 #endif
 
-/* Shuffles of two vectors (lane indices into the concatenation of a and b). */
+/* Shuffles of two vectors (lane indices into the concatenation of a and b);
+ * older GCC takes the indices as a vector of mask_type, integers as wide as
+ * the lanes. */
 #if CSM_VECTOR_EXT
 #if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
-#define CSM_SHUFFLE(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#define CSM_SHUFFLE_AS(mask_type, a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
 #else
-#define CSM_SHUFFLE(a, b, ...) __builtin_shuffle(a, b, (csm_vi){__VA_ARGS__})
+#define CSM_SHUFFLE_AS(mask_type, a, b, ...) __builtin_shuffle(a, b, (mask_type){__VA_ARGS__})
 #endif
+#define CSM_SHUFFLE(a, b, ...) CSM_SHUFFLE_AS(csm_vi, a, b, __VA_ARGS__)
 #endif
 
 #if CSM_VECTOR_EXT && CSM_VL >= 2
@@ -1086,16 +1089,11 @@ static void csm_bits_accumulate(const uint64_t* words, ptrdiff_t ldb, ptrdiff_t 
 #if CSM_VECTOR_EXT
 typedef double csm_v4 __attribute__((vector_size(32)));
 typedef int64_t csm_v4i __attribute__((vector_size(32)));
-#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
-#define CSM_SHUFFLE4(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
-#else
-#define CSM_SHUFFLE4(a, b, ...) __builtin_shuffle(a, b, (csm_v4i){__VA_ARGS__})
-#endif
+#define CSM_SHUFFLE4(a, b, ...) CSM_SHUFFLE_AS(csm_v4i, a, b, __VA_ARGS__)
 CSM_INLINE csm_v4 csm_v4_load(const double* p) { csm_v4 v; memcpy(&v, p, sizeof v); return v; }
 CSM_INLINE void csm_v4_store(double* p, csm_v4 v) { memcpy(p, &v, sizeof v); }
 CSM_INLINE csm_v4 csm_v4_add(csm_v4 a, csm_v4 b) { return a + b; }
 #define CSM_V4(a, b, c, d) ((csm_v4){(a), (b), (c), (d)})
-#define CSM_V4_LANE(v, l) ((v)[l])
 #else
 typedef struct { double d[4]; } csm_v4;
 CSM_INLINE csm_v4 csm_v4_load(const double* p) { csm_v4 v; memcpy(&v, p, sizeof v); return v; }
