@@ -22,10 +22,13 @@ def _flat_gradient(theta, X, y, w, l2, k, d, reduction):
     return np.concatenate([gW.ravel(), gb])
 
 
+# (70, 300, 49): long rows with many classes, whose logits (of W and of the
+# direction) are a rank update over the features.
 @pytest.mark.parametrize("soft", [False, True])
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_matches_finite_differences_of_the_gradient(soft, reduction):
-    X, W, b, y, w = _problem(1, soft=soft)
+@pytest.mark.parametrize("n,d,k", [(400, 6, 4), (70, 300, 49)])
+def test_matches_finite_differences_of_the_gradient(soft, reduction, n, d, k):
+    X, W, b, y, w = _problem(1, n=n, d=d, k=k, soft=soft)
     k, d = W.shape
     rng = np.random.default_rng(2)
     V, Vb = rng.normal(size=W.shape), rng.normal(size=b.shape)

@@ -14,10 +14,12 @@ from reference import ref_log_likelihood, ref_log_likelihood_gradient, ref_logit
 # 2048 uint8 features); a group is 8 pairs of classes.  D values straddle one
 # and several blocks, with features left over after whole vectors; K values
 # give one group, an odd last pair and a second group.  Blocked rows with 48
-# or more (padded) classes are copied chunk by chunk before use.
+# or more (padded) classes are copied chunk by chunk before use (float32,
+# uint8, strided features) or, in float64, transposed 16 rows at a time for
+# logits computed as a rank update over the features.
 SHAPES = [
     (37, 257, 3), (37, 523, 17), (21, 1031, 19), (19, 2051, 5), (9, 4099, 2),  # blocked
-    (70, 300, 49), (130, 2051, 48),  # blocked and copied, several chunks
+    (70, 300, 49), (130, 2051, 48),  # blocked and copied or transposed, several chunks
     (37, 13, 8), (70, 100, 17), (29, 256, 25),  # short rows, several class blocks
 ]
 
