@@ -70,14 +70,14 @@ cdef int capi_loss_gradient(
     if sums == NULL:
         return STATUS_NO_MEMORY
     memset(sums, 0, (1 + K * D + K) * sizeof(double))
-    ok_model = model_from(&model, W, K, D, ldw, 1, b, False, -INFINITY)
+    src = capi_source(X, xs0, xs1, D)
+    ok_model = model_from(&model, W, K, D, ldw, 1, b, transposed_model(&src, K), -INFINITY)
     if ok_model < 0:
         free(sums)
         return STATUS_NO_MEMORY
     if ok_model > 0:
         status = STATUS_NONFINITE
     else:
-        src = capi_source(X, xs0, xs1, D)
         status = run_partitions(MODE_LOSS_GRADIENT if grad_W_out != NULL else MODE_LOSS, &src, N,
                                 &model, NULL, y, NULL, 0, 0, sample_weight, n_threads, sums)
         # The same arithmetic as the Python entry points (scale, then the
@@ -245,12 +245,12 @@ cdef int capi_predict(
     if (N < 0 or D < 0 or K < 1 or ldw < D or n_threads < 1 or W == NULL
             or (N > 0 and (X == NULL or labels_out == NULL))):
         return STATUS_BAD_ARGUMENT
-    ok_model = model_from(&model, W, K, D, ldw, 1, b, False, -INFINITY)
+    src = capi_source(X, xs0, xs1, D)
+    ok_model = model_from(&model, W, K, D, ldw, 1, b, transposed_model(&src, K), -INFINITY)
     if ok_model != 0:
         if ok_model > 0:
             model_free(&model)
         return STATUS_NO_MEMORY if ok_model < 0 else STATUS_NONFINITE
-    src = capi_source(X, xs0, xs1, D)
     n_bad = predict_all_rows(&src, N, &model, <floating*> NULL, labels_out, n_threads)
     model_free(&model)
     if n_bad > N:

@@ -277,6 +277,15 @@ cdef inline bint logits_by_features(const Source* src, Py_ssize_t ldz) noexcept 
             and ldz >= COPY_MIN_CLASSES)
 
 
+cdef inline bint transposed_model(const Source* src, Py_ssize_t K) noexcept nogil:
+    """Whether a model of K classes for rows from src holds W transposed
+    (Model.WT): the bits and sparse kinds add weight rows, and
+    logits_by_features broadcasts weights of one feature.  Every model for
+    a source is built with this, so that the kernels find the layout the
+    scratch (scratch_new) is laid out for."""
+    return src.kind == KIND_BITS or src.kind == KIND_CSR or logits_by_features(src, csm_padded(K))
+
+
 cdef inline bint copies_rows(const Source* src, Py_ssize_t ldz) noexcept nogil:
     """Whether dense chunks are copied into the scratch before use: rows with
     strided features, and long rows with many classes (the blocked logits
@@ -715,9 +724,7 @@ cdef int model_for_source(Model* m, Source* src, Py_ssize_t N, const floating[:,
     and stores per row of nibble groups but are 16x bigger.  Calls of a few
     rows (training-loop batches) iterate over the set bits instead.
     """
-    cdef bint transposed = (src.kind == KIND_BITS or src.kind == KIND_CSR
-                            or logits_by_features(src, csm_padded(W.shape[0])))
-    cdef int ok = model_new(m, W, b, transposed, padding), gb
+    cdef int ok = model_new(m, W, b, transposed_model(src, W.shape[0]), padding), gb
     cdef Py_ssize_t size
     if ok != 0 or src.kind != KIND_BITS:
         return ok
@@ -1482,18 +1489,18 @@ cdef object sgd_epoch_core(
         model.ldz = ldz
         model.W = &W[0, 0]
         model.bias = &b[0] if b is not None else zero_bias
-        model.WT = <double*> malloc(((D + 1) * ldz + 1) * sizeof(double)) if src.kind == KIND_BITS else NULL
+        model.WT = <double*> malloc(((D + 1) * ldz + 1) * sizeof(double)) if transposed_model(&batch, K) else NULL
         model.TB = NULL          # set-bit kernels: tables do not pay for a batch
         model.Ws = <float*> malloc((K * D + 1) * sizeof(float)) if src.kind == KIND_F32 else NULL
         model.WB = NULL          # W changes every batch: the pair tiles read it as it is
         model.WBs = NULL
         scratch = scratch_new(&batch, ldz)
         if (rows == NULL or batch_labels == NULL or batch_weights == NULL or partial == NULL
-                or zero_bias == NULL or scratch == NULL or (src.kind == KIND_BITS and model.WT == NULL)
+                or zero_bias == NULL or scratch == NULL or (transposed_model(&batch, K) and model.WT == NULL)
                 or (src.kind == KIND_F32 and model.Ws == NULL)):
             status = STATUS_NO_MEMORY
         else:
-            if src.kind == KIND_BITS:
+            if model.WT != NULL:
                 for i in range((D + 1) * ldz):
                     model.WT[i] = 0.0
                 for k in range(K, ldz):
@@ -1512,7 +1519,7 @@ cdef object sgd_epoch_core(
                     batch_labels[j] = labels[order[start + j]]
                     batch_weights[j] = weights[order[start + j]] if weights is not None else 1.0
                     batch_weight += batch_weights[j]
-                if src.kind == KIND_BITS:
+                if model.WT != NULL:
                     refresh_transposed(&model)
                 elif src.kind == KIND_F32:
                     for i in range(K * D):

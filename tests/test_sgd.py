@@ -36,8 +36,11 @@ def test_sgd_approaches_the_full_batch_optimum():
     assert np.abs(gW).max() < 0.05 and np.abs(gb).max() < 0.05
 
 
-def test_sgd_is_deterministic_and_the_same_for_every_input_kind():
-    Xb, X, y, k, d = _problem(1)
+# (600, 300, 49): float64 batches of long rows with many classes, whose
+# logits are a rank update over the features (W transposed per batch).
+@pytest.mark.parametrize("n,d,k", [(3000, 20, 4), (600, 300, 49)])
+def test_sgd_is_deterministic_and_the_same_for_every_input_kind(n, d, k):
+    Xb, X, y, k, d = _problem(1, n=n, d=d, k=k)
     results = [_train(Xin, y, k, d, max_epochs=3) for Xin in (X, Xb, Xb.view(np.uint8), csoftmax.pack_bits(Xb))]
     W0, b0, r0 = results[0]
     for W, b, r in results[1:]:
