@@ -281,8 +281,9 @@ cdef inline bint transposed_model(const Source* src, Py_ssize_t K) noexcept nogi
     """Whether a model of K classes for rows from src holds W transposed
     (Model.WT): the bits and sparse kinds add weight rows, and
     logits_by_features broadcasts weights of one feature.  Every model for
-    a source is built with this, so that the kernels find the layout the
-    scratch (scratch_new) is laid out for."""
+    a call's rows is built with this (SGD batches, whose W changes every
+    batch, keep W row-major unless the kernels need it transposed; source_logits
+    then takes the pair tiles)."""
     return src.kind == KIND_BITS or src.kind == KIND_CSR or logits_by_features(src, csm_padded(K))
 
 
@@ -1489,14 +1490,18 @@ cdef object sgd_epoch_core(
         model.ldz = ldz
         model.W = &W[0, 0]
         model.bias = &b[0] if b is not None else zero_bias
-        model.WT = <double*> malloc(((D + 1) * ldz + 1) * sizeof(double)) if transposed_model(&batch, K) else NULL
+        # W changes every batch: only the set-bit kernels, which need it,
+        # get W transposed (refreshed per batch); logits_by_features would
+        # pay a transpose of W per batch for a few rows (measured, 32-row
+        # batches of 1000 features x 100 classes: epochs 15% slower).
+        model.WT = <double*> malloc(((D + 1) * ldz + 1) * sizeof(double)) if src.kind == KIND_BITS else NULL
         model.TB = NULL          # set-bit kernels: tables do not pay for a batch
         model.Ws = <float*> malloc((K * D + 1) * sizeof(float)) if src.kind == KIND_F32 else NULL
         model.WB = NULL          # W changes every batch: the pair tiles read it as it is
         model.WBs = NULL
         scratch = scratch_new(&batch, ldz)
         if (rows == NULL or batch_labels == NULL or batch_weights == NULL or partial == NULL
-                or zero_bias == NULL or scratch == NULL or (transposed_model(&batch, K) and model.WT == NULL)
+                or zero_bias == NULL or scratch == NULL or (src.kind == KIND_BITS and model.WT == NULL)
                 or (src.kind == KIND_F32 and model.Ws == NULL)):
             status = STATUS_NO_MEMORY
         else:
@@ -1505,11 +1510,12 @@ cdef object sgd_epoch_core(
                     model.WT[i] = 0.0
                 for k in range(K, ldz):
                     model.WT[D * ldz + k] = -INFINITY
-            batch.data = rows
+            # whole cache lines per batch (row loads straddle fewer lines)
+            batch.data = <void*> ((<size_t> rows + 63) & ~(<size_t> 63))
             start = 0
             while start < n_order:
                 n_rows = min(batch_size, n_order - start)
-                gather_rows(src, &order[start], n_rows, rows)
+                gather_rows(src, &order[start], n_rows, <void*> batch.data)
                 # The next batch's rows arrive while this one computes.
                 ahead = start + n_rows
                 if ahead < n_order:

@@ -36,8 +36,9 @@ def test_sgd_approaches_the_full_batch_optimum():
     assert np.abs(gW).max() < 0.05 and np.abs(gb).max() < 0.05
 
 
-# (600, 300, 49): float64 batches of long rows with many classes, whose
-# logits are a rank update over the features (W transposed per batch).
+# (600, 300, 49): float64 batches of long rows with many classes (whose
+# full-data logits are a rank update over the features; batches keep W
+# row-major) against the other kinds.
 @pytest.mark.parametrize("n,d,k", [(3000, 20, 4), (600, 300, 49)])
 def test_sgd_is_deterministic_and_the_same_for_every_input_kind(n, d, k):
     Xb, X, y, k, d = _problem(1, n=n, d=d, k=k)
