@@ -243,8 +243,7 @@ cdef struct Scratch:
     double* loss_lanes  # CSM_VL lane sums of the loss
     double* GT        # D x ldz gradient accumulator, transposed (bits and sparse kinds)
     double* H         # group histograms of the residuals (bits kind with tables), or NULL
-    double* XT        # D x CSM_CHUNK: the chunk feature by feature (logits_by_features), or NULL
-    bint XT_ready     # whether XT holds the current chunk
+    double* XT        # D x XT_ROWS: rows of the chunk feature by feature (logits_by_features), or NULL
 
 
 cdef inline Py_ssize_t whole_lines(Py_ssize_t n_doubles) noexcept nogil:
@@ -338,7 +337,6 @@ cdef Scratch* scratch_new(const Source* src, Py_ssize_t ldz) noexcept nogil:
     s.H = next_free if src.group_bits else NULL
     next_free += n_hist
     s.XT = next_free if n_xt > 0 else NULL
-    s.XT_ready = False
     s.n_bad_index = 0
     s.row_log = s.row_sum + rows
     s.row_a = s.row_sum + 2 * rows
@@ -375,7 +373,6 @@ cdef void source_chunk(const Source* src, Py_ssize_t first_row, Py_ssize_t n_row
     :func:`copies_rows`).
     """
     s.first_row = first_row
-    s.XT_ready = False
     if src.kind == KIND_BITS:
         s.Xc = (<const uint64_t*> src.data) + first_row * src.s0
         s.ld = src.s0
