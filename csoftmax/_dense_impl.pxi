@@ -143,8 +143,6 @@ cdef extern from "_kernels.h" nogil:
                              Py_ssize_t row_stride, Py_ssize_t row_bytes)
     void csm_prefetch_span(const void* p, Py_ssize_t n_bytes)
     Py_ssize_t csm_label_doubles(const int64_t* labels, Py_ssize_t n, Py_ssize_t K, double* label)
-    void csm_rows_to_features_d(const double* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
-                                double* XT, Py_ssize_t ldt)
     void csm_rows_to_classes_d(const double* T, Py_ssize_t ldt, Py_ssize_t n_rows, Py_ssize_t K,
                                double* Z, Py_ssize_t ldc)
     void csm_rows_to_classes_f(const float* T, Py_ssize_t ldt, Py_ssize_t n_rows, Py_ssize_t K,
@@ -259,7 +257,7 @@ cdef inline Py_ssize_t element_size(const Source* src) noexcept nogil:
 cdef inline bint logits_by_features(const Source* src, Py_ssize_t ldz) noexcept nogil:
     """Whether the logits of dense float64 chunks are computed as a rank update
     over the features, Z (K x rows) = W (K x D) @ XT (D x rows), from
-    XT_ROWS rows at a time transposed (csm_rows_to_features_d) and W
+    XT_ROWS rows at a time transposed (csm_rows_to_classes_d) and W
     transposed, instead of dot products of rows: long rows with many
     classes, where the logits are GEMM-bound.  Per feature, the rank update's
     register tile (eight classes x sixteen rows) loads two vectors and
@@ -424,10 +422,11 @@ cdef void source_logits(const Source* src, Scratch* s, Py_ssize_t n_rows,
                         const Model* m, double* Z) noexcept nogil:
     """Class-major logits of the current chunk: Z[k * CSM_CHUNK + r] = w_k . x_r + b_k,
     with the rows padded to a whole vector by zeros."""
-    cdef Py_ssize_t k, r, t, n_padded
+    cdef Py_ssize_t i, k, r, t, t_padded, n_padded
     if src.kind == KIND_F64 and s.XT != NULL and m.WT != NULL:
-        # logits_by_features: Z starts from the bias, and the rows padded
-        # to a whole vector are zero in XT.
+        # logits_by_features: Z starts from the bias; XT_ROWS rows at a time
+        # go feature by feature into XT (the rows-to-classes copy, with the
+        # features as its classes), the rows padded to a whole vector zero.
         n_padded = (n_rows + CSM_VL - 1) // CSM_VL * CSM_VL
         for k in range(m.K):
             for r in range(n_padded):
@@ -435,9 +434,12 @@ cdef void source_logits(const Source* src, Scratch* s, Py_ssize_t n_rows,
         r = 0
         while r < n_rows:
             t = min(<Py_ssize_t> XT_ROWS, n_rows - r)
-            csm_rows_to_features_d(<const double*> s.Xc + r * s.ld, s.ld, t, src.D, s.XT, XT_ROWS)
-            csm_rank_update_d(s.XT, XT_ROWS, src.D, (t + CSM_VL - 1) // CSM_VL * CSM_VL,
-                              m.WT, m.ldz, 1, m.K, Z + r, CSM_CHUNK)
+            t_padded = (t + CSM_VL - 1) // CSM_VL * CSM_VL
+            csm_rows_to_classes_d(<const double*> s.Xc + r * s.ld, s.ld, t, src.D, s.XT, XT_ROWS)
+            for i in range(src.D):
+                for k in range(t, t_padded):
+                    s.XT[i * XT_ROWS + k] = 0.0
+            csm_rank_update_d(s.XT, XT_ROWS, src.D, t_padded, m.WT, m.ldz, 1, m.K, Z + r, CSM_CHUNK)
             r += t
     elif src.kind == KIND_F64:
         csm_logits_d(<const double*> s.Xc, s.ld, n_rows, src.D, m.W, src.D, m.WB, m.K, m.bias, Z, CSM_CHUNK)

@@ -1417,32 +1417,6 @@ static void csm_broadcast_layout(const double* W, ptrdiff_t ldw, ptrdiff_t K, pt
     }
 }
 
-/* XT[i * ldt + r] = X[r * ldx + i] for i < D and r < n_rows, and zero for
- * the rows after n_rows up to a whole vector: a chunk's rows feature by
- * feature, for logits computed as a rank update (see the caller).  Blocks of
- * CSM_VL rows x CSM_VL features go through a register transpose. */
-static void csm_rows_to_features_d(const double* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t D,
-                                   double* XT, ptrdiff_t ldt)
-{
-    const ptrdiff_t padded = (n_rows + CSM_VL - 1) / CSM_VL * CSM_VL;
-    ptrdiff_t r0 = 0;
-#if CSM_VECTOR_EXT && CSM_VL >= 2
-    for (; r0 + CSM_VL <= n_rows; r0 += CSM_VL) {
-        ptrdiff_t i = 0;
-        for (; i + CSM_VL <= D; i += CSM_VL) {
-            csm_vd m[CSM_VL];
-            for (int r = 0; r < CSM_VL; r++) m[r] = csm_load_d(X + (r0 + r) * ldx + i);
-            csm_transpose(m);
-            for (int f = 0; f < CSM_VL; f++) csm_store_d(XT + (i + f) * ldt + r0, m[f]);
-        }
-        for (; i < D; i++)
-            for (int r = 0; r < CSM_VL; r++) XT[i * ldt + r0 + r] = X[(r0 + r) * ldx + i];
-    }
-#endif
-    for (ptrdiff_t i = 0; i < D; i++)
-        for (ptrdiff_t r = r0; r < padded; r++) XT[i * ldt + r] = r < n_rows ? X[r * ldx + i] : 0.0;
-}
-
 /* ------------------------------------------------------------------------- */
 /* Logits and the gradient's rank update, templated on the type of X         */
 /* ------------------------------------------------------------------------- */
