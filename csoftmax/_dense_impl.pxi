@@ -87,7 +87,6 @@ cdef extern from "_kernels.h" nogil:
         CSM_CHUNK
         CSM_LOGITS_BLOCK_BYTES
     Py_ssize_t csm_padded(Py_ssize_t K)
-    void csm_log_inplace(double* v, Py_ssize_t n)
     void csm_logits_d(const double* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
                       const double* W, Py_ssize_t ldw, const double* WB, Py_ssize_t K, const double* bias,
                       double* Z, Py_ssize_t ldc)
@@ -127,6 +126,7 @@ cdef extern from "_kernels.h" nogil:
                              double* row_max, double* row_sum, const csm_ahead* ahead)
     void csm_cm_argmax(const double* Z, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K,
                        double* best, double* check)
+    double csm_cm_log_sums(const double* row_max, double* row_sum, Py_ssize_t n_rows, int add_max)
     double csm_lane_sum(const double* lanes)
     double csm_copy_check(const double* src, Py_ssize_t n, double* dst)
     double csm_copy_check_f(const float* src, Py_ssize_t n, double* dst, float* dst_s)
@@ -1310,7 +1310,6 @@ cdef Py_ssize_t rowwise_chunk(
     cdef double* E = scratch.Z
     cdef double* row_max = scratch.row_a
     cdef double* row_sum = scratch.row_sum
-    cdef double* row_log = scratch.row_log
     # Z's rows are prefetched only when contiguous (else a row is no span).
     cdef csm_ahead ahead = chunks_ahead(Z if (sz1 == 1 and sz0 == K) else NULL,
                                         out if mode != 2 else NULL,
@@ -1329,18 +1328,15 @@ cdef Py_ssize_t rowwise_chunk(
         store_rows(E, n_rows, K, out + first_row * K)
         return count_nonfinite(row_sum, n_rows)
     csm_cm_shifted_sums(E, CSM_CHUNK, n_padded, K, mode == 1, row_max, row_sum, &ahead)
-    for r in range(n_padded):
-        row_log[r] = row_sum[r] if r < n_rows else 1.0
-    csm_log_inplace(row_log, n_padded)
-    for r in range(n_rows):
-        if not (isfinite(row_max[r]) and isfinite(row_sum[r])):
-            n_bad += 1
+    if csm_cm_log_sums(row_max, row_sum, n_padded, mode == 2) != 0.0:
+        # some row's maximum or sum was not finite (its value is not, either)
+        n_bad = count_nonfinite(row_sum, n_rows)
     if mode == 1:
-        csm_cm_subtract_rows(E, CSM_CHUNK, n_padded, K, row_log)
+        csm_cm_subtract_rows(E, CSM_CHUNK, n_padded, K, row_sum)
         store_rows(E, n_rows, K, out + first_row * K)
     else:
         for r in range(n_rows):
-            out_lse[first_row + r] = <floating> (row_max[r] + row_log[r])
+            out_lse[first_row + r] = <floating> row_sum[r]
     return n_bad
 
 

@@ -529,11 +529,6 @@ CSM_INLINE csm_vd csm_log_positive(csm_vd x) {
     return csm_select(CSM_LT(x, CSM_SET1(INFINITY)), result, x + x);
 }
 
-/* v[0:n] = log(v[0:n]) (n a multiple of CSM_VL). */
-static inline void csm_log_inplace(double* v, ptrdiff_t n) {
-    for (ptrdiff_t i = 0; i < n; i += CSM_VL) csm_store_d(v + i, csm_log_positive(csm_load_d(v + i)));
-}
-
 /* ------------------------------------------------------------------------- */
 /* Class-major chunks: the softmax pipeline vectorised across rows            */
 /* ------------------------------------------------------------------------- */
@@ -741,6 +736,24 @@ static void csm_cm_shifted_sums(double* Z, ptrdiff_t ldc, ptrdiff_t n_rows, ptrd
         csm_store_d(row_max + r, m);
         csm_store_d(row_sum + r, sum);
     }
+}
+
+/* row_sum[r] = log(row_sum[r]) (+ row_max[r] with add_max: logsumexp) for
+ * whole vectors of rows; returns 0 when every row's maximum and sum were
+ * finite, else NaN (the caller then counts the rows).  One pass in vectors
+ * instead of per-row loops for the copy into the log, the finiteness test and
+ * the additions (measured, logsumexp of a (200000, 10) array at one thread:
+ * 2-4% faster). */
+static double csm_cm_log_sums(const double* row_max, double* row_sum, ptrdiff_t n_rows, int add_max)
+{
+    csm_vd check = CSM_SET1(0.0);
+    for (ptrdiff_t r = 0; r < n_rows; r += CSM_VL) {
+        const csm_vd m = csm_load_d(row_max + r), sum = csm_load_d(row_sum + r);
+        const csm_vd log_sum = csm_log_positive(sum);
+        check += (m - m) + (sum - sum);
+        csm_store_d(row_sum + r, add_max ? m + log_sum : log_sum);
+    }
+    return csm_hsum(check);
 }
 
 /* Z[k * ldc + r] -= row_value[r] (log_softmax: the shifted logits minus the

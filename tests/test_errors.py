@@ -397,6 +397,19 @@ def test_nan_in_Z_late_row(n_threads):
         raises_unchanged(ValueError, r"\bZ\b", getattr(csoftmax, func), Z, n_threads=n_threads)
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_bad_rows_counted(n_threads, dtype):
+    # one NaN, one +inf and one all -inf row, in different chunks and lanes
+    Z = np.random.default_rng(0).normal(size=(3001, 10)).astype(dtype)
+    Z[5, 3] = np.nan
+    Z[1234, 9] = np.inf
+    Z[3000, :] = -np.inf
+    for func in ROW_FUNCS:
+        info = raises_unchanged(ValueError, r"\bZ\b", getattr(csoftmax, func), Z, n_threads=n_threads)
+        assert "3 row(s)" in str(info.value) and "first: row 5" in str(info.value)
+
+
 # ---------------------------------------------------------------------------
 # Out-buffers
 # ---------------------------------------------------------------------------
