@@ -234,7 +234,7 @@ cdef struct Scratch:
     double* U         # K x CSM_CHUNK class-major logits of the direction, or soft targets
     double* T         # CSM_CHUNK x ldz row-major logits / residuals (bits and sparse kinds)
     double* row_sum   # CSM_CHUNK (+ CSM_VL padding) per-row values:
-    double* row_log   #   sum of exp (or argmax), its log (or finiteness check),
+    double* row_check #   sum of exp (or argmax; its log in place), finiteness check,
     double* row_a     #   label as a double (-1: skip the row),
     double* row_b     #   row weight (0 on padding rows)
     double* col_sum   # K x CSM_VL lane sums of the residuals (intercept gradient)
@@ -336,7 +336,7 @@ cdef Scratch* scratch_new(const Source* src, Py_ssize_t ldz) noexcept nogil:
     next_free += n_hist
     s.XT = next_free if n_xt > 0 else NULL
     s.n_bad_index = 0
-    s.row_log = s.row_sum + rows
+    s.row_check = s.row_sum + rows
     s.row_a = s.row_sum + 2 * rows
     s.row_b = s.row_sum + 3 * rows
     s.col_sum = s.row_sum + 4 * rows
@@ -1217,7 +1217,7 @@ cdef Py_ssize_t predict_chunk(
     cdef Py_ssize_t n_padded = (n_rows + CSM_VL - 1) // CSM_VL * CSM_VL
     cdef double* Z = scratch.Z
     cdef double* row_sum = scratch.row_sum
-    cdef double* check = scratch.row_log
+    cdef double* check = scratch.row_check
     source_chunk(src, first_row, n_rows, scratch)
     source_logits(src, scratch, n_rows, model, Z)
     if L != NULL:
