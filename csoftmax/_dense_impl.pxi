@@ -396,13 +396,13 @@ cdef void source_chunk(const Source* src, Py_ssize_t first_row, Py_ssize_t n_row
         s.ld = src.D
 
 
-cdef inline void zero_padding_rows(double* Z, Py_ssize_t K, Py_ssize_t n_rows) noexcept nogil:
-    """Z[k * CSM_CHUNK + r] = 0 for the rows after n_rows up to a whole vector
+cdef inline void zero_padding_rows(double* Z, Py_ssize_t ldc, Py_ssize_t K, Py_ssize_t n_rows) noexcept nogil:
+    """Z[k * ldc + r] = 0 for the rows after n_rows up to a whole vector
     (the class-major kernels work on whole vectors of rows)."""
     cdef Py_ssize_t k, r, n_padded = (n_rows + CSM_VL - 1) // CSM_VL * CSM_VL
     for k in range(K):
         for r in range(n_rows, n_padded):
-            Z[k * CSM_CHUNK + r] = 0.0
+            Z[k * ldc + r] = 0.0
 
 
 cdef inline void load_class_major(const floating* A, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t n_rows,
@@ -415,14 +415,14 @@ cdef inline void load_class_major(const floating* A, Py_ssize_t s0, Py_ssize_t s
         row = A + r * s0
         for k in range(K):
             Z[k * CSM_CHUNK + r] = row[k * s1]
-    zero_padding_rows(Z, K, n_rows)
+    zero_padding_rows(Z, CSM_CHUNK, K, n_rows)
 
 
 cdef void source_logits(const Source* src, Scratch* s, Py_ssize_t n_rows,
                         const Model* m, double* Z) noexcept nogil:
     """Class-major logits of the current chunk: Z[k * CSM_CHUNK + r] = w_k . x_r + b_k,
     with the rows padded to a whole vector by zeros."""
-    cdef Py_ssize_t i, k, r, t, t_padded, n_padded
+    cdef Py_ssize_t k, r, t, t_padded, n_padded
     if src.kind == KIND_F64 and s.XT != NULL and m.WT != NULL:
         # logits_by_features: Z starts from the bias; XT_ROWS rows at a time
         # go feature by feature into XT (the rows-to-classes copy, with the
@@ -436,9 +436,7 @@ cdef void source_logits(const Source* src, Scratch* s, Py_ssize_t n_rows,
             t = min(<Py_ssize_t> XT_ROWS, n_rows - r)
             t_padded = (t + CSM_VL - 1) // CSM_VL * CSM_VL
             csm_rows_to_classes_d(<const double*> s.Xc + r * s.ld, s.ld, t, src.D, s.XT, XT_ROWS)
-            for i in range(src.D):
-                for k in range(t, t_padded):
-                    s.XT[i * XT_ROWS + k] = 0.0
+            zero_padding_rows(s.XT, XT_ROWS, src.D, t)
             csm_rank_update_d(s.XT, XT_ROWS, src.D, t_padded, m.WT, m.ldz, 1, m.K, Z + r, CSM_CHUNK)
             r += t
     elif src.kind == KIND_F64:
@@ -457,7 +455,7 @@ cdef void source_logits(const Source* src, Scratch* s, Py_ssize_t n_rows,
         else:
             csm_bits_logits(<const uint64_t*> s.Xc, s.ld, n_rows, src.D, m.WT, m.ldz, m.WT + src.D * m.ldz, s.T)
         csm_rows_to_classes_d(s.T, m.ldz, n_rows, m.K, Z, CSM_CHUNK)
-    zero_padding_rows(Z, m.K, n_rows)
+    zero_padding_rows(Z, CSM_CHUNK, m.K, n_rows)
 
 
 cdef void source_rank_update(const Source* src, Scratch* s, Py_ssize_t n_rows, Py_ssize_t K,
@@ -1319,7 +1317,7 @@ cdef Py_ssize_t rowwise_chunk(
             csm_rows_to_classes_d(Z + first_row * sz0, sz0, n_rows, K, E, CSM_CHUNK)
         else:
             csm_rows_to_classes_f(Z + first_row * sz0, sz0, n_rows, K, E, CSM_CHUNK)
-        zero_padding_rows(E, K, n_rows)
+        zero_padding_rows(E, CSM_CHUNK, K, n_rows)
     else:
         load_class_major(Z + first_row * sz0, sz0, sz1, n_rows, K, E)
     if mode == 0:
