@@ -132,6 +132,8 @@ cdef extern from "_kernels.h" nogil:
     double csm_copy_check_f(const float* src, Py_ssize_t n, double* dst, float* dst_s)
     Py_ssize_t csm_broadcast_size(Py_ssize_t K, Py_ssize_t D)
     void csm_broadcast_layout(const double* W, Py_ssize_t ldw, Py_ssize_t K, Py_ssize_t D, double* WB, float* WBs)
+    Py_ssize_t csm_short_layout_size_s(Py_ssize_t K, Py_ssize_t D)
+    void csm_short_layout_s(const double* W, Py_ssize_t ldw, Py_ssize_t K, Py_ssize_t D, float* WBs)
     double csm_sum_squares(const double* v, Py_ssize_t n)
     double csm_penalised_loss(double loss_sum, double scale, double l2, double sum_sq)
     Py_ssize_t csm_scale_add(const double* g, const double* p, Py_ssize_t n, double scale, double l2, double* out)
@@ -207,7 +209,7 @@ cdef struct Model:
     double* TB        # group tables of WT and the bias (bits kind, when they pay), or NULL
     float* Ws         # K x D float32 copy (float32 X)
     double* WB        # W's broadcast layout for short float64 rows (csm_broadcast_layout), or NULL
-    float* WBs        # the same in float32, for short float32 rows, or NULL
+    float* WBs        # W's layout for short float32 rows (csm_short_layout_s), or NULL
 
 
 cdef struct Source:
@@ -622,8 +624,12 @@ cdef int model_from(Model* m, const floating* W, Py_ssize_t K, Py_ssize_t D,
     non-finite X is detected from the results.
     """
     cdef Py_ssize_t k, i
-    cdef Py_ssize_t broadcast_size = csm_broadcast_size(K, D)
+    cdef Py_ssize_t broadcast_size
     cdef double check = 0.0
+    if floating is double:
+        broadcast_size = csm_broadcast_size(K, D)
+    else:
+        broadcast_size = csm_short_layout_size_s(K, D)
     m.K = K
     m.D = D
     m.ldz = csm_padded(K)
@@ -674,8 +680,9 @@ cdef int model_from(Model* m, const floating* W, Py_ssize_t K, Py_ssize_t D,
         for k in range(m.ldz):
             m.WT[D * m.ldz + k] = m.bias[k] if k < K else padding
     elif broadcast_size > 0:
-        # Short rows take the broadcast logits tile, which reads this layout
-        # in the dtype of X (that of W here).
+        # Short rows take a logits tile that reads W in its own layout, in
+        # the dtype of X (that of W here): the broadcast tile for float64,
+        # the row tile (or the broadcast tile) for float32.
         if floating is double:
             m.WB = <double*> malloc(broadcast_size * sizeof(double))
         else:
@@ -683,7 +690,10 @@ cdef int model_from(Model* m, const floating* W, Py_ssize_t K, Py_ssize_t D,
         if m.WB == NULL and m.WBs == NULL:
             model_free(m)
             return -1
-        csm_broadcast_layout(m.W, D, K, D, m.WB, m.WBs)
+        if floating is double:
+            csm_broadcast_layout(m.W, D, K, D, m.WB, NULL)
+        else:
+            csm_short_layout_s(m.W, D, K, D, m.WBs)
     return 0 if check == 0.0 else 1
 
 

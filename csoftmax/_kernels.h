@@ -269,6 +269,14 @@ static void csm_shuffle(int64_t* a, ptrdiff_t n, uint64_t seed)
 
 static inline ptrdiff_t csm_padded(ptrdiff_t K) { return (K + CSM_VL - 1) / CSM_VL * CSM_VL; }
 
+/* n items in blocks of at most `most`: the size of the blocks, as even as the
+ * fewest blocks allow (the last may be smaller), e.g. 10 -> 5 + 5 rather
+ * than 8 + 2 for at most 8, so every block's register tile stays full. */
+static inline ptrdiff_t csm_even_block(ptrdiff_t n, ptrdiff_t most) {
+    const ptrdiff_t blocks = (n + most - 1) / most;
+    return blocks > 0 ? (n + blocks - 1) / blocks : 1;
+}
+
 /* Sum of the lanes in a fixed tree order. */
 CSM_INLINE double csm_hsum(csm_vd v) {
 #if CSM_VL == 8
@@ -1467,7 +1475,17 @@ static void csm_broadcast_layout(const double* W, ptrdiff_t ldw, ptrdiff_t K, pt
  * float64 kernels stand in (same results up to rounding). */
 #if CSM_VECTOR_EXT
 #include "_kernels_f32.h"
-#else
+#endif
+#ifndef CSM_ROWS_TILE
+/* Without the row tile, short float32 rows take the broadcast tile (the
+ * float64 kernels that stand in without vectors ignore the layout). */
+static ptrdiff_t csm_short_layout_size_s(ptrdiff_t K, ptrdiff_t D) { return csm_broadcast_size(K, D); }
+static void csm_short_layout_s(const double* W, ptrdiff_t ldw, ptrdiff_t K, ptrdiff_t D, float* WBs)
+{
+    csm_broadcast_layout(W, ldw, K, D, NULL, WBs);
+}
+#endif
+#if !CSM_VECTOR_EXT
 static void csm_logits_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t D,
                          const float* Ws, const double* W, ptrdiff_t ldw, const float* WBs, ptrdiff_t K,
                          const double* bias, double* Z, ptrdiff_t ldc)

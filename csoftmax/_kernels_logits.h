@@ -94,6 +94,14 @@ static void CSM_LOGITS(
     const ptrdiff_t l1_ahead = CSM_PREFETCH_L1_BYTES / (row_bytes > 0 ? row_bytes : 1);
     const int bulk = D > block || K < CSM_LOGITS_STREAM_CLASSES;
     const int stream = !bulk || l2_ahead < (CSM_LOGITS_AHEAD + 1) * CSM_VL;
+#ifdef CSM_LOGITS_ROWS
+    if (WB != NULL && D <= block) {
+        /* WB is the row tile's layout, made only for short rows of at least
+         * CSM_LOGITS_STREAM_CLASSES classes, which stream (!bulk). */
+        CSM_LOGITS_ROWS(X, ldx, n_rows, D, WB, K, bias, Z, ldc);
+        return;
+    }
+#endif
     for (ptrdiff_t r = 0; r < n_rows; r += CSM_VL) {
         for (int j = 0; j < CSM_VL; j++) {
             x[j] = X + (r + j < n_rows ? r + j : n_rows - 1) * ldx;

@@ -5,12 +5,8 @@
  * (float32 data is widened as it is read, so all arithmetic is float64).
  */
 
-/* Class blocks of near-equal size, each at most CSM_KB classes: 10 classes
- * become 5 + 5 rather than 8 + 2, keeping every block's register tile full. */
-static inline int CSM_SFX(csm_class_block)(ptrdiff_t K) {
-    ptrdiff_t n_blocks = (K + CSM_KB - 1) / CSM_KB;
-    return (int)((K + n_blocks - 1) / n_blocks);
-}
+/* Class blocks of near-equal size, each at most CSM_KB classes. */
+static inline int CSM_SFX(csm_class_block)(ptrdiff_t K) { return (int)csm_even_block(K, CSM_KB); }
 
 #ifdef CSM_LOGITS_BCAST
 /* Logits of CSM_VL rows x CSM_VL classes vectorised over the classes: WB

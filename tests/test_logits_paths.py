@@ -1,8 +1,11 @@
 """The paths of the logits kernel against the NumPy reference, for every
 element type of X and for the packed (non-contiguous) layout: rows longer
-than one block, with more classes than one group of class pairs, and short
+than one block, with more classes than one group of class pairs, short
 float64 rows whose classes go through the broadcast tile in whole blocks of
-vector width with the rest in pairs."""
+vector width with the rest in pairs, and short float32 rows, which AVX-512
+builds take through the row tile (8 rows in the lanes, classes in blocks of
+at most 10, features in groups of 4 with a masked last group, summed in
+float32 over runs of 32 features)."""
 
 import numpy as np
 import pytest
@@ -21,6 +24,7 @@ SHAPES = [
     (37, 257, 3), (37, 523, 17), (21, 1031, 19), (19, 2051, 5), (9, 4099, 2),  # blocked
     (70, 300, 49), (130, 2051, 48),  # blocked and copied or transposed, several chunks
     (37, 13, 8), (70, 100, 17), (29, 256, 25),  # short rows, several class blocks
+    (45, 35, 10), (23, 7, 11), (40, 65, 21), (17, 64, 10),  # short rows: one block of 10, tails of runs
 ]
 
 
