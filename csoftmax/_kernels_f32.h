@@ -80,15 +80,20 @@ CSM_INLINE void csm_logits_bcast_tile_s(const float* const* x, const float* WBs,
  * layout (csm_short_layout_s).  Runs of CSM_ROWS_RUN features are summed in
  * float32, in order, and added to float64 accumulators.
  *
- * Measured on the digits-like float32 logits (D = 64, K = 10, 1 thread, rows
- * in L1): broadcast + pair tile 78 cycles per row, this tile 55-58; streaming
- * 200000 rows from memory 4.8 -> 3.6 ms.  The widenings and the transposes
- * share the shuffle pipes, so the run length sets the time: 83, 60, 53 and 52
- * cycles per row with runs of 8, 16, 32 and 64 features (8 x 8 transposes).
- * Runs of 32 keep the float32 L-BFGS digits fit at 0.41 of its test's
- * tolerance (0.44 with the broadcast tile's runs of 8 and the pair tile). */
+ * Measured on the digits-like float32 logits (D = 64, K = 10, 1 thread, one
+ * run): 2048 rows in L1 0.057 -> 0.047 ms against the broadcast and pair
+ * tiles, 200000 rows from memory 5.4 -> 4.2 ms.  The widenings and the
+ * transposes share the shuffle pipes, so the run length sets the time: 83,
+ * 60, 53 and 52 cycles per row in L1 with runs of 8, 16, 32 and 64 features
+ * (8 x 8 transposes, a C harness); the whole digits-like loss and gradient
+ * took 9.1, 8.1 and 8.0 ms with runs of 8, 16 and 32.  Rounding decides
+ * between 16 and 32: the float32 L-BFGS digits fit of the tests ends at 0.44
+ * of its tolerance (on the intercepts) with the broadcast and pair tiles,
+ * 0.52 with runs of 16, 0.75 with 32 (and fails in the sanitizer build,
+ * compiled at -O1), 0.86 with 8: where the fit stops moves with any change of
+ * rounding, not in step with the run length. */
 #define CSM_ROWS_TILE 1
-#define CSM_ROWS_RUN 32
+#define CSM_ROWS_RUN 16
 /* Classes per block: the 4 transposed features, the partial sums and the
  * float64 accumulators of 10 classes leave 8 of the 32 vector registers for
  * the shuffles. */
@@ -98,26 +103,50 @@ CSM_INLINE ptrdiff_t csm_rows_padded(ptrdiff_t D) { return (D + 3) / 4 * 4; }
 
 /* W's short-row layout for float32 X: for each class block of kb classes
  * (csm_even_block(K, CSM_ROWS_KB)) starting at k0, its weights feature by
- * feature,
- * WR[k0 * D4 + i * kb + c] = W[(k0 + c) * ldw + i] as float32, with zeros
- * for the features D <= i < D4 = D rounded up to 4.  Its size in elements,
- * 0 where it is not used: rows of more than 256 features take the blocked
- * pair tiles, and fewer classes than CSM_LOGITS_STREAM_CLASSES the pair
- * tiles with the bulk prefetches of csm_logits_ws. */
+ * feature, WR[k0 * D4 + i * kb + c] = W[(k0 + c) * ldw + i] as float32, with
+ * zeros for the features D <= i < D4 = D rounded up to 4.
+ *
+ * Its size in elements, 0 where the row tile is not used: rows of more than
+ * 256 features take the blocked pair tiles, and with fewer than 8 classes so
+ * do rows of 32 K features or more.  The row tile's transposes cost per
+ * feature, the pair tile's lane sums per class, so with few classes the pair
+ * tile wins on long rows and loses by far on short ones, where it sums the
+ * features past its last whole vector one by one.  Measured, 200000 rows
+ * from memory, pair tile / row tile (ms): D = 64, K = 2: 2.0 / 2.3; D = 256,
+ * K = 3: 14.6 / 16.9; D = 256, K = 5: 17.7 / 18.4; D = 128, K = 3: 5.6 / 5.4;
+ * D = 64, K = 5: 4.0 / 2.8; D = 13, K = 5: 10.4 / 0.8; D = 4, K = 3: 4.0 / 0.4. */
 static ptrdiff_t csm_short_layout_size_s(ptrdiff_t K, ptrdiff_t D)
 {
-    if (K < CSM_LOGITS_STREAM_CLASSES || D * (ptrdiff_t)sizeof(double) > CSM_LOGITS_BLOCK_BYTES) return 0;
+    if (K < 1 || D < 1 || D * (ptrdiff_t)sizeof(double) > CSM_LOGITS_BLOCK_BYTES) return 0;
+    if (K < CSM_LOGITS_STREAM_CLASSES && D >= 32 * K) return 0;
     return K * csm_rows_padded(D);
 }
 
+/* Built on every call: classes 8 at a time through a register transpose
+ * (for a 32-row batch, D = 64 and K = 10, a scalar loop took 540 ns, about a
+ * sixth of the call; this takes 120 ns). */
 static void csm_short_layout_s(const double* W, ptrdiff_t ldw, ptrdiff_t K, ptrdiff_t D, float* WR)
 {
     const ptrdiff_t kb_max = csm_even_block(K, CSM_ROWS_KB), D4 = csm_rows_padded(D);
     for (ptrdiff_t k0 = 0; k0 < K; k0 += kb_max) {
         const ptrdiff_t kb = K - k0 < kb_max ? K - k0 : kb_max;
-        for (ptrdiff_t c = 0; c < kb; c++)
-            for (ptrdiff_t i = 0; i < D4; i++)
-                WR[k0 * D4 + i * kb + c] = i < D ? (float)W[(k0 + c) * ldw + i] : 0.0f;
+        const double* w = W + k0 * ldw;
+        float* wr = WR + k0 * D4;
+        for (ptrdiff_t c0 = 0; c0 < kb; c0 += 8) {
+            const int n_classes = (int)(kb - c0 < 8 ? kb - c0 : 8);
+            const __mmask8 store = (__mmask8)((1u << n_classes) - 1u);
+            ptrdiff_t i = 0;
+            for (; i + 8 <= D; i += 8) {
+                csm_vd m[8];
+                for (int c = 0; c < 8; c++) m[c] = c < n_classes ? csm_load_d(w + (c0 + c) * ldw + i) : CSM_SET1(0.0);
+                csm_transpose(m);
+                for (int f = 0; f < 8; f++)
+                    _mm256_mask_storeu_ps(wr + (i + f) * kb + c0, store, _mm512_cvtpd_ps((__m512d)m[f]));
+            }
+            for (; i < D; i++)
+                for (ptrdiff_t c = c0; c < c0 + n_classes; c++) wr[i * kb + c] = (float)w[c * ldw + i];
+        }
+        for (ptrdiff_t i = D * kb; i < D4 * kb; i++) wr[i] = 0.0f;
     }
 }
 
@@ -183,11 +212,15 @@ CSM_INLINE void csm_logits_rows_tile_s(const float* const* x, const float* wr, p
 
 /* kb classes of the rows of a chunk (X, n_rows rows rounded up to 8, the
  * last row repeated) into Z[c * ldc + r] (+ bias[c]), wr the block's layout.
- * With ahead, each tile prefetches the rows CSM_LOGITS_AHEAD tiles on. */
+ * prefetch: 0 none (the rows are in cache), 1 each tile streams the rows
+ * CSM_LOGITS_AHEAD tiles on a cache line at a time, 2 each tile asks for
+ * rows further on in bulk (csm_prefetch_tile), as csm_logits_ws does. */
 CSM_INLINE void csm_logits_rows_block_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t D,
-                                        const float* wr, const int kb, int ahead, const double* bias,
+                                        const float* wr, const int kb, int prefetch, const double* bias,
                                         double* Z, ptrdiff_t ldc)
 {
+    const ptrdiff_t row_bytes = D * (ptrdiff_t)sizeof(float);
+    const ptrdiff_t l2_ahead = csm_prefetch_rows(row_bytes), l1_ahead = CSM_PREFETCH_L1_BYTES / row_bytes;
     const float* x[8];
     const float* next[8];
     csm_vd out[CSM_ROWS_KB];
@@ -198,14 +231,16 @@ CSM_INLINE void csm_logits_rows_block_s(const float* X, ptrdiff_t ldx, ptrdiff_t
             next[j] = (const float*)((uintptr_t)X + (uintptr_t)((r + j + CSM_LOGITS_AHEAD * 8) * ldx
                                                                 * (ptrdiff_t)sizeof(float)));
         }
-        csm_logits_rows_tile_s(x, wr, D, kb, ahead ? next : NULL, out);
+        if (prefetch == 2) csm_prefetch_tile(X, r, ldx * (ptrdiff_t)sizeof(float), row_bytes, l2_ahead, l1_ahead);
+        csm_logits_rows_tile_s(x, wr, D, kb, prefetch == 1 ? next : NULL, out);
         for (int c = 0; c < kb; c++) csm_store_d(Z + c * ldc + r, out[c] + CSM_SET1(bias[c]));
     }
 }
 
 #define CSM_ROWS_CASE(KB_)                                                                          \
     case KB_:                                                                                       \
-        csm_logits_rows_block_s(X, ldx, n_rows, D, wr, KB_, k0 == 0, bias + k0, Z + k0 * ldc, ldc); \
+        csm_logits_rows_block_s(X, ldx, n_rows, D, wr, KB_, k0 > 0 ? 0 : bulk ? 2 : 1, bias + k0, \
+                                Z + k0 * ldc, ldc);                                                 \
         break;
 
 /* Class-major logits of a chunk of short rows through the row tile, as
@@ -213,9 +248,10 @@ CSM_INLINE void csm_logits_rows_block_s(const float* X, ptrdiff_t ldx, ptrdiff_t
  * class blocks are the outer loop, so each runs its rows with its size
  * known to the compiler (a switch per tile cost 7 cycles per row of 55);
  * the chunk's rows stay in L1 for the blocks after the first, which alone
- * streams X (short rows of 8 classes or more only stream, see csm_logits_ws). */
+ * prefetches X: in bulk when bulk (few classes, see csm_logits_ws), else
+ * streaming. */
 static void csm_logits_rows_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t D, const float* WR,
-                              ptrdiff_t K, const double* bias, double* Z, ptrdiff_t ldc)
+                              ptrdiff_t K, int bulk, const double* bias, double* Z, ptrdiff_t ldc)
 {
     const ptrdiff_t kb_max = csm_even_block(K, CSM_ROWS_KB), D4 = csm_rows_padded(D);
     for (ptrdiff_t k0 = 0; k0 < K; k0 += kb_max) {

@@ -96,9 +96,8 @@ static void CSM_LOGITS(
     const int stream = !bulk || l2_ahead < (CSM_LOGITS_AHEAD + 1) * CSM_VL;
 #ifdef CSM_LOGITS_ROWS
     if (WB != NULL && D <= block) {
-        /* WB is the row tile's layout, made only for short rows of at least
-         * CSM_LOGITS_STREAM_CLASSES classes, which stream (!bulk). */
-        CSM_LOGITS_ROWS(X, ldx, n_rows, D, WB, K, bias, Z, ldc);
+        /* WB is the row tile's layout (made for short rows only) */
+        CSM_LOGITS_ROWS(X, ldx, n_rows, D, WB, K, bulk, bias, Z, ldc);
         return;
     }
 #endif

@@ -5,7 +5,8 @@ float64 rows whose classes go through the broadcast tile in whole blocks of
 vector width with the rest in pairs, and short float32 rows, which AVX-512
 builds take through the row tile (8 rows in the lanes, classes in blocks of
 at most 10, features in groups of 4 with a masked last group, summed in
-float32 over runs of 32 features)."""
+float32 over runs of 16 features; with fewer than 8 classes only rows
+shorter than 32 features per class)."""
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ SHAPES = [
     (70, 300, 49), (130, 2051, 48),  # blocked and copied or transposed, several chunks
     (37, 13, 8), (70, 100, 17), (29, 256, 25),  # short rows, several class blocks
     (45, 35, 10), (23, 7, 11), (40, 65, 21), (17, 64, 10),  # short rows: one block of 10, tails of runs
+    (31, 13, 3), (33, 40, 2), (20, 70, 3), (15, 9, 1),  # few classes: row tile up to 32 K features
 ]
 
 
