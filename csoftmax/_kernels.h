@@ -87,6 +87,13 @@
  * rows are prefetched that way (_kernels_logits.h). */
 #define CSM_LOGITS_AHEAD 2
 #define CSM_LOGITS_STREAM_CLASSES 8
+/* float64 rows of at most this many features with fewer than CSM_VL classes
+ * take the row tile (csm_logits_few_tile_d), longer ones the pair tile.
+ * Measured, 200000 rows from memory, 1 thread, pair tile / row tile (ms):
+ * D = 13, K = 3: 3.8 / 0.8; D = 64, K = 3: 4.7 / 4.3; D = 128, K = 7: 19.2 /
+ * 17.1; D = 160, K = 5: 21.2 / 18.3; D = 192, K = 3: 15.4 / 20.0; D = 256,
+ * K = 3: 19.1 / 26.4 (the pair tile's bulk prefetches win on long rows). */
+#define CSM_FEW_FEATURES 128
 
 /* Software prefetch into L2 (locality 1), into L1, and into L2 for writing. */
 #if defined(__GNUC__) || defined(__clang__)
@@ -1395,18 +1402,30 @@ static void csm_csr_accumulate(const double* values, const int64_t* indices, con
 /* W's broadcast layout for the logits of short rows: for each whole block
  * of CSM_VL classes, the block's weights feature by feature,
  * WB[(b * D + i) * CSM_VL + c] = W[(b * CSM_VL + c) * ldw + i], as float64
- * (WB) and/or float32 (WBs).  Its size in elements, 0 where it is not used
- * (one-lane builds, fewer than CSM_VL classes, rows of more than 256
- * features). */
+ * (WB) and/or float32 (WBs); with fewer than CSM_VL classes, all K as one
+ * block, WB[i * K + c] (the row tile's layout, csm_logits_few_tile_d).  Its
+ * size in elements, 0 where it is not used (one-lane builds, rows of more
+ * than 256 features, or of more than CSM_FEW_FEATURES with fewer than
+ * CSM_VL classes). */
 static ptrdiff_t csm_broadcast_size(ptrdiff_t K, ptrdiff_t D)
 {
-    if (CSM_VL < 2 || K < CSM_VL || D * (ptrdiff_t)sizeof(double) > CSM_LOGITS_BLOCK_BYTES) return 0;
+    if (CSM_VL < 2 || K < 1 || D * (ptrdiff_t)sizeof(double) > CSM_LOGITS_BLOCK_BYTES) return 0;
+    if (K < CSM_VL) return D <= CSM_FEW_FEATURES ? K * D : 0;
     return K / CSM_VL * CSM_VL * D;
 }
 
 static void csm_broadcast_layout(const double* W, ptrdiff_t ldw, ptrdiff_t K, ptrdiff_t D,
                                  double* WB, float* WBs)
 {
+    if (K < CSM_VL) {
+        for (ptrdiff_t i = 0; i < D; i++)
+            for (ptrdiff_t c = 0; c < K; c++) {
+                const double v = W[c * ldw + i];
+                if (WB != NULL) WB[i * K + c] = v;
+                if (WBs != NULL) WBs[i * K + c] = (float)v;
+            }
+        return;
+    }
     for (ptrdiff_t b = 0; b + CSM_VL <= K; b += CSM_VL) {
         ptrdiff_t i = 0;
         /* Whole CSM_VL x CSM_VL blocks through a register transpose: this runs
@@ -1479,7 +1498,10 @@ static void csm_broadcast_layout(const double* W, ptrdiff_t ldw, ptrdiff_t K, pt
 #ifndef CSM_ROWS_TILE
 /* Without the row tile, short float32 rows take the broadcast tile (the
  * float64 kernels that stand in without vectors ignore the layout). */
-static ptrdiff_t csm_short_layout_size_s(ptrdiff_t K, ptrdiff_t D) { return csm_broadcast_size(K, D); }
+static ptrdiff_t csm_short_layout_size_s(ptrdiff_t K, ptrdiff_t D)
+{
+    return K < CSM_VL ? 0 : csm_broadcast_size(K, D);   /* no row tile for fewer classes here */
+}
 static void csm_short_layout_s(const double* W, ptrdiff_t ldw, ptrdiff_t K, ptrdiff_t D, float* WBs)
 {
     csm_broadcast_layout(W, ldw, K, D, NULL, WBs);

@@ -7,7 +7,10 @@
  * and W into it (CSM_LOGITS_LOADX, CSM_LOGITS_LOADW) and CSM_LOGITS_WIDE (an
  * accumulator as CSM_VL float64 lanes); with CSM_LOGITS_BCAST also the tile
  * of that name (CSM_VL rows x CSM_VL classes into class vectors), used for
- * short rows when the caller gives W's broadcast layout.
+ * short rows when the caller gives W's broadcast layout; with
+ * CSM_LOGITS_ROWS a function that takes a chunk of short rows through a row
+ * tile (rows in the lanes) when it can, returning 1, WB then being that
+ * tile's layout.
  */
 
 
@@ -63,8 +66,9 @@ CSM_INLINE void CSM_LOGITS_TILE(
  * rounded up to whole vectors, k < K.  W is (K, D) with leading dimension
  * ldw.  Rows beyond n_rows repeat the last row (the caller overwrites them)
  * and an odd K repeats the last class in its tile, unstored.  WB, when not
- * NULL, is W's broadcast layout (csm_broadcast_layout): short rows then go
- * through the broadcast tile for the first K / CSM_VL * CSM_VL classes.
+ * NULL, is W's layout for short rows: they then go through CSM_LOGITS_ROWS
+ * where it takes them, else through the broadcast tile (csm_broadcast_layout)
+ * for the first K / CSM_VL * CSM_VL classes.
  *
  * X streams from memory once.  Each tile asks for rows ahead in bulk as it
  * starts (csm_prefetch_tile).  When that reaches fewer rows than the next
@@ -95,11 +99,8 @@ static void CSM_LOGITS(
     const int bulk = D > block || K < CSM_LOGITS_STREAM_CLASSES;
     const int stream = !bulk || l2_ahead < (CSM_LOGITS_AHEAD + 1) * CSM_VL;
 #ifdef CSM_LOGITS_ROWS
-    if (WB != NULL && D <= block) {
-        /* WB is the row tile's layout (made for short rows only) */
-        CSM_LOGITS_ROWS(X, ldx, n_rows, D, WB, K, bulk, bias, Z, ldc);
-        return;
-    }
+    /* a row tile, where WB is its layout (made for short rows only) */
+    if (WB != NULL && D <= block && CSM_LOGITS_ROWS(X, ldx, n_rows, D, WB, K, bulk, bias, Z, ldc)) return;
 #endif
     for (ptrdiff_t r = 0; r < n_rows; r += CSM_VL) {
         for (int j = 0; j < CSM_VL; j++) {

@@ -35,6 +35,84 @@ CSM_INLINE void CSM_SFX(csm_logits_bcast_tile)(const CSM_XT* const* x, const dou
     csm_transpose(acc);
     for (int c = 0; c < CSM_VL; c++) out[c] = acc[c];
 }
+
+/* Logits of CSM_VL rows x kb < CSM_VL classes vectorised over the rows (the
+ * float32 row tile of _kernels_f32.h in float64): each group of CSM_VL
+ * features of the rows is transposed in registers, then every class takes
+ * one FMA per feature, its weight broadcast from WB[i * kb + c] (the
+ * broadcast layout of fewer than CSM_VL classes).  Each logit is summed over
+ * the features in order, as in the broadcast tile; the features past the
+ * last whole group are gathered one by one. */
+CSM_INLINE void CSM_SFX(csm_logits_few_tile)(const CSM_XT* const* x, const double* WB, ptrdiff_t D, const int kb,
+                                             csm_vd* out)
+{
+    csm_vd acc[CSM_VL];
+    for (int c = 0; c < kb; c++) acc[c] = CSM_SET1(0.0);
+    ptrdiff_t i = 0;
+    for (; i + CSM_VL <= D; i += CSM_VL) {
+        csm_vd t[CSM_VL];
+        for (int r = 0; r < CSM_VL; r++) t[r] = CSM_LOADX(x[r] + i);
+        csm_transpose(t);
+        for (int f = 0; f < CSM_VL; f++)
+            for (int c = 0; c < kb; c++) acc[c] += t[f] * CSM_SET1(WB[(i + f) * kb + c]);
+    }
+    for (; i < D; i++) {
+        double lanes[CSM_VL];
+        for (int r = 0; r < CSM_VL; r++) lanes[r] = (double)x[r][i];
+        const csm_vd t = csm_load_d(lanes);
+        for (int c = 0; c < kb; c++) acc[c] += t * CSM_SET1(WB[i * kb + c]);
+    }
+    for (int c = 0; c < kb; c++) out[c] = acc[c];
+}
+
+/* kb classes of the rows of a chunk through the tile above, prefetching in
+ * bulk as csm_logits_d does for so few classes. */
+CSM_INLINE void CSM_SFX(csm_logits_few_rows)(const CSM_XT* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t D,
+                                             const double* WB, const int kb, const double* bias, double* Z,
+                                             ptrdiff_t ldc)
+{
+    const ptrdiff_t row_bytes = D * (ptrdiff_t)sizeof(CSM_XT);
+    const ptrdiff_t l2_ahead = csm_prefetch_rows(row_bytes), l1_ahead = CSM_PREFETCH_L1_BYTES / row_bytes;
+    const CSM_XT* x[CSM_VL];
+    csm_vd out[CSM_VL];
+    for (ptrdiff_t r = 0; r < n_rows; r += CSM_VL) {
+        for (int j = 0; j < CSM_VL; j++) x[j] = X + (r + j < n_rows ? r + j : n_rows - 1) * ldx;
+        csm_prefetch_tile(X, r, ldx * (ptrdiff_t)sizeof(CSM_XT), row_bytes, l2_ahead, l1_ahead);
+        CSM_SFX(csm_logits_few_tile)(x, WB, D, kb, out);
+        for (int c = 0; c < kb; c++) csm_store_d(Z + c * ldc + r, out[c] + CSM_SET1(bias[c]));
+    }
+}
+
+#define CSM_FEW_CASE(KB_)                                                              \
+    case KB_:                                                                          \
+        CSM_SFX(csm_logits_few_rows)(X, ldx, n_rows, D, WB, KB_, bias, Z, ldc); \
+        return 1;
+
+/* The logits of a chunk of short rows with fewer than CSM_VL classes (the
+ * hook CSM_LOGITS_ROWS of _kernels_logits.h): 1 when done, 0 for more
+ * classes (the broadcast layout then holds whole blocks of CSM_VL). */
+static int CSM_SFX(csm_logits_few)(const CSM_XT* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t D,
+                                   const double* WB, ptrdiff_t K, int bulk, const double* bias, double* Z,
+                                   ptrdiff_t ldc)
+{
+    (void)bulk;
+    switch (K) {
+        CSM_FEW_CASE(1)
+#if CSM_VL > 2
+        CSM_FEW_CASE(2)
+        CSM_FEW_CASE(3)
+#endif
+#if CSM_VL > 4
+        CSM_FEW_CASE(4)
+        CSM_FEW_CASE(5)
+        CSM_FEW_CASE(6)
+        CSM_FEW_CASE(7)
+#endif
+        default: return 0;
+    }
+}
+#undef CSM_FEW_CASE
+#define CSM_LOGITS_ROWS CSM_SFX(csm_logits_few)
 #endif
 
 #define CSM_WT double
@@ -56,6 +134,7 @@ CSM_INLINE void CSM_SFX(csm_logits_bcast_tile)(const CSM_XT* const* x, const dou
 #undef CSM_LOGITS_LOADX
 #undef CSM_LOGITS_LOADW
 #undef CSM_LOGITS_WIDE
+#undef CSM_LOGITS_ROWS
 
 /* G[k, i:i+nv*VL] += sum_r R[r * rr + k * rk] X[r, i:i+nv*VL] for k < kb: a register tile
  * of kb x nv vectors of G stays in registers over all rows of the chunk. */
