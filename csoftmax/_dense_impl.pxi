@@ -681,8 +681,9 @@ cdef int model_from(Model* m, const floating* W, Py_ssize_t K, Py_ssize_t D,
             m.WT[D * m.ldz + k] = m.bias[k] if k < K else padding
     elif broadcast_size > 0:
         # Short rows take a logits tile that reads W in its own layout, in
-        # the dtype of X (that of W here): the broadcast tile for float64,
-        # the row tile (or the broadcast tile) for float32.
+        # the dtype of X (that of W here): for float64 the broadcast tile
+        # (the row tile with fewer classes than vector lanes), for float32
+        # the row tile (the broadcast tile in builds without it).
         if floating is double:
             m.WB = <double*> malloc(broadcast_size * sizeof(double))
         else:
