@@ -36,40 +36,6 @@ CSM_INLINE csm_vs csm_load_s(const float* p) { csm_vs v; memcpy(&v, p, sizeof v)
 #define CSM_HI_HALF(v) __builtin_convertvector(CSM_SHUFFLE(v, v, 2, 3), csm_vd)
 #endif
 
-/* Features summed in float32 before the float64 accumulators take them in
- * the float32 broadcast tile. */
-#define CSM_BCAST_RUN_S 8
-
-/* The broadcast tile (csm_logits_bcast_tile_d) for float32: CSM_VL classes
- * are half a float vector, whose FMAs run at twice the rate of full ones on
- * cores that split wide vectors, so the tile costs what a full float vector
- * would.  Runs of CSM_BCAST_RUN_S features are summed in float32, in order,
- * then added to float64 accumulators: rounding stays near the pair tile's
- * (four float32 terms, then float64), which the optimum of an L-BFGS fit on
- * float32 data is sensitive to. */
-CSM_INLINE void csm_logits_bcast_tile_s(const float* const* x, const float* WBs, ptrdiff_t D,
-                                        const float* const* next, csm_vd* out)
-{
-    csm_vd acc[CSM_VL];
-    for (int r = 0; r < CSM_VL; r++) acc[r] = CSM_SET1(0.0);
-    for (ptrdiff_t i0 = 0; i0 < D; i0 += CSM_BCAST_RUN_S) {
-        const ptrdiff_t i1 = D - i0 < CSM_BCAST_RUN_S ? D : i0 + CSM_BCAST_RUN_S;
-        /* a run is half a cache line of each row: ask for the line once */
-        if (next != NULL && i0 % (2 * CSM_BCAST_RUN_S) == 0)
-            for (int r = 0; r < CSM_VL; r++) CSM_PREFETCH((const void*)(next[r] + i0));
-        csm_vf part[CSM_VL];
-        for (int r = 0; r < CSM_VL; r++) part[r] = (csm_vf){0};
-        for (ptrdiff_t i = i0; i < i1; i++) {
-            csm_vf wv;
-            memcpy(&wv, WBs + i * CSM_VL, sizeof wv);
-            for (int r = 0; r < CSM_VL; r++) part[r] += (x[r][i] - (csm_vf){0}) * wv;
-        }
-        for (int r = 0; r < CSM_VL; r++) acc[r] += csm_widen_f(part[r]);
-    }
-    csm_transpose(acc);
-    for (int c = 0; c < CSM_VL; c++) out[c] = acc[c];
-}
-
 #if CSM_VL == 8 && defined(__AVX512F__) && defined(__AVX512VL__)
 /* The row tile for short float32 rows (AVX-512 builds): 8 rows in the lanes
  * of a float vector, so every FMA does 8 useful multiply-adds for any number
@@ -276,6 +242,42 @@ static int csm_logits_rows_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows, pt
 #undef CSM_ROWS_CASE
 #define CSM_LOGITS_ROWS csm_logits_rows_s
 #else
+/* Builds without the row tile (AVX2): the broadcast tile for float32. */
+
+/* Features summed in float32 before the float64 accumulators take them in
+ * the float32 broadcast tile. */
+#define CSM_BCAST_RUN_S 8
+
+/* The broadcast tile (csm_logits_bcast_tile_d) for float32: CSM_VL classes
+ * are half a float vector, whose FMAs run at twice the rate of full ones on
+ * cores that split wide vectors, so the tile costs what a full float vector
+ * would.  Runs of CSM_BCAST_RUN_S features are summed in float32, in order,
+ * then added to float64 accumulators: rounding stays near the pair tile's
+ * (four float32 terms, then float64), which the optimum of an L-BFGS fit on
+ * float32 data is sensitive to. */
+CSM_INLINE void csm_logits_bcast_tile_s(const float* const* x, const float* WBs, ptrdiff_t D,
+                                        const float* const* next, csm_vd* out)
+{
+    csm_vd acc[CSM_VL];
+    for (int r = 0; r < CSM_VL; r++) acc[r] = CSM_SET1(0.0);
+    for (ptrdiff_t i0 = 0; i0 < D; i0 += CSM_BCAST_RUN_S) {
+        const ptrdiff_t i1 = D - i0 < CSM_BCAST_RUN_S ? D : i0 + CSM_BCAST_RUN_S;
+        /* a run is half a cache line of each row: ask for the line once */
+        if (next != NULL && i0 % (2 * CSM_BCAST_RUN_S) == 0)
+            for (int r = 0; r < CSM_VL; r++) CSM_PREFETCH((const void*)(next[r] + i0));
+        csm_vf part[CSM_VL];
+        for (int r = 0; r < CSM_VL; r++) part[r] = (csm_vf){0};
+        for (ptrdiff_t i = i0; i < i1; i++) {
+            csm_vf wv;
+            memcpy(&wv, WBs + i * CSM_VL, sizeof wv);
+            for (int r = 0; r < CSM_VL; r++) part[r] += (x[r][i] - (csm_vf){0}) * wv;
+        }
+        for (int r = 0; r < CSM_VL; r++) acc[r] += csm_widen_f(part[r]);
+    }
+    csm_transpose(acc);
+    for (int c = 0; c < CSM_VL; c++) out[c] = acc[c];
+}
+
 #define CSM_LOGITS_BCAST csm_logits_bcast_tile_s
 #endif
 #define CSM_XT float
@@ -306,8 +308,8 @@ static int csm_logits_rows_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows, pt
 #undef CSM_LOGITS_ROWS
 
 /* As csm_logits_d, for float32 X and a float32 copy Ws of W and WBs of its
- * broadcast layout (W itself is used where vectors are unavailable, see
- * _kernels.h). */
+ * short-row layout (csm_short_layout_s; W itself is used where vectors are
+ * unavailable, see _kernels.h). */
 static void csm_logits_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t D,
                          const float* Ws, const double* W, ptrdiff_t ldw, const float* WBs, ptrdiff_t K,
                          const double* bias, double* Z, ptrdiff_t ldc)
