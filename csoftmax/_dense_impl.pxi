@@ -120,8 +120,8 @@ cdef extern from "_kernels.h" nogil:
         const char* read
         char* write
         Py_ssize_t group_bytes
-    void csm_cm_softmax(double* Z, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K, double* row_sum,
-                        const csm_ahead* ahead)
+    double csm_cm_softmax(double* Z, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K, double* row_sum,
+                          const csm_ahead* ahead)
     void csm_cm_shifted_sums(double* Z, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K, int store_shifted,
                              double* row_max, double* row_sum, const csm_ahead* ahead)
     void csm_cm_argmax(const double* Z, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K,
@@ -1238,9 +1238,10 @@ cdef Py_ssize_t predict_chunk(
         return n_bad
     # the rows of P a few chunks on, for writing
     cdef csm_ahead ahead = chunks_ahead(NULL, P, first_row, K * <Py_ssize_t> sizeof(floating), n_total)
-    csm_cm_softmax(Z, CSM_CHUNK, n_padded, K, row_sum, &ahead)
+    if csm_cm_softmax(Z, CSM_CHUNK, n_padded, K, row_sum, &ahead) != 0.0:
+        n_bad = count_nonfinite(row_sum, n_rows)
     store_rows(Z, n_rows, K, P + first_row * K)
-    return count_nonfinite(row_sum, n_rows)
+    return n_bad
 
 
 def rowwise(
@@ -1333,9 +1334,10 @@ cdef Py_ssize_t rowwise_chunk(
         load_class_major(Z + first_row * sz0, sz0, sz1, n_rows, K, E)
     if mode == 0:
         # row_sum is NaN for rows with a non-finite maximum
-        csm_cm_softmax(E, CSM_CHUNK, n_padded, K, row_sum, &ahead)
+        if csm_cm_softmax(E, CSM_CHUNK, n_padded, K, row_sum, &ahead) != 0.0:
+            n_bad = count_nonfinite(row_sum, n_rows)
         store_rows(E, n_rows, K, out + first_row * K)
-        return count_nonfinite(row_sum, n_rows)
+        return n_bad
     csm_cm_shifted_sums(E, CSM_CHUNK, n_padded, K, mode == 1, row_max, row_sum, &ahead)
     if csm_cm_log_sums(row_max, row_sum, n_padded, mode == 2) != 0.0:
         # some row's maximum or sum was not finite (its value is not, either)

@@ -716,10 +716,13 @@ CSM_INLINE void csm_prefetch_ahead(const csm_ahead* ahead, ptrdiff_t r) {
 }
 
 /* Z = softmax over the classes, in place; row_sum[r] = sum_k exp(z_k - m)
- * (non-finite for a row with NaN or infinite logits). */
-static void csm_cm_softmax(double* Z, ptrdiff_t ldc, ptrdiff_t n_rows, ptrdiff_t K, double* row_sum,
-                           const csm_ahead* ahead)
+ * (non-finite for a row with NaN or infinite logits).  Returns 0 when every
+ * row_sum is finite, else NaN, so that callers count the bad rows only then
+ * (as csm_cm_log_sums). */
+static double csm_cm_softmax(double* Z, ptrdiff_t ldc, ptrdiff_t n_rows, ptrdiff_t K, double* row_sum,
+                             const csm_ahead* ahead)
 {
+    csm_vd check = CSM_SET1(0.0);
     for (ptrdiff_t r = 0; r < n_rows; r += CSM_VL) {
         double* z = Z + r;
         csm_prefetch_ahead(ahead, r);
@@ -732,8 +735,11 @@ static void csm_cm_softmax(double* Z, ptrdiff_t ldc, ptrdiff_t n_rows, ptrdiff_t
         }
         const csm_vd inv = CSM_SET1(1.0) / sum;
         for (ptrdiff_t k = 0; k < K; k++) csm_store_d(z + k * ldc, csm_load_d(z + k * ldc) * inv);
-        csm_store_d(row_sum + r, sum + (m - m));
+        const csm_vd marked = sum + (m - m);
+        csm_store_d(row_sum + r, marked);
+        check += marked - marked;
     }
+    return csm_hsum(check);
 }
 
 /* Shifted sums of class-major rows for log_softmax and logsumexp:
