@@ -93,9 +93,6 @@ cdef extern from "_kernels.h" nogil:
     void csm_logits_f(const float* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
                       const double* W, Py_ssize_t ldw, const double* WB, Py_ssize_t K, const double* bias,
                       double* Z, Py_ssize_t ldc)
-    void csm_logits_u8(const uint8_t* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
-                       const double* W, Py_ssize_t ldw, const double* WB, Py_ssize_t K, const double* bias,
-                       double* Z, Py_ssize_t ldc)
     void csm_logits_s(const float* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
                       const float* Ws, const double* W, Py_ssize_t ldw, const float* WBs, Py_ssize_t K,
                       const double* bias,
@@ -106,9 +103,10 @@ cdef extern from "_kernels.h" nogil:
     void csm_rank_update_s(const float* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
                            const double* R, Py_ssize_t rr, Py_ssize_t rk, Py_ssize_t K,
                            double* G, Py_ssize_t ldg)
-    void csm_rank_update_u8(const uint8_t* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
-                            const double* R, Py_ssize_t rr, Py_ssize_t rk, Py_ssize_t K,
-                            double* G, Py_ssize_t ldg)
+    void csm_widen_u8_d(const uint8_t* X, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t n_rows, Py_ssize_t D,
+                        double* dst)
+    void csm_widen_u8_f(const uint8_t* X, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t n_rows, Py_ssize_t D,
+                        float* dst)
     void csm_cm_label_loss(double* Z, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K,
                            const double* label, const double* weight, int residual, int unit,
                            double* loss, double* col)
@@ -186,14 +184,14 @@ cdef enum:
     KIND_F64 = 0             # dense float64 rows, any strides
     KIND_F32 = 1             # dense float32 rows, any strides
     KIND_BITS = 2            # bit-packed binary rows (uint64 words)
-    KIND_U8 = 3              # dense uint8 (or bool) rows, any strides
+    KIND_U8 = 3              # dense uint8 (or bool) rows, any strides, widened to float64 per chunk
     KIND_CSR = 4             # sparse rows: float64 values, int64 indices and indptr
+    KIND_U8_F32 = 5          # as KIND_U8, widened to float32 (float32 W)
 
-# Element types of dense X.
+# Element types of dense X that the kernels read.
 ctypedef fused xtype:
     double
     float
-    uint8_t
 
 
 # ---------------------------------------------------------------------------
@@ -251,9 +249,31 @@ cdef inline Py_ssize_t whole_lines(Py_ssize_t n_doubles) noexcept nogil:
     return (n_doubles + 7) // 8 * 8
 
 
+cdef inline bint widens(const Source* src) noexcept nogil:
+    """Whether src holds uint8 rows, which are widened chunk by chunk."""
+    return src.kind == KIND_U8 or src.kind == KIND_U8_F32
+
+
+cdef inline int rows_kind(const Source* src) noexcept nogil:
+    """The kind of the rows the kernels read: uint8 rows are widened per chunk
+    into the scratch (source_chunk), as float32 for float32 W and else as
+    float64, and from there take the float kernels and W's layouts as the
+    float array would: the same results, bit for bit, with X read as bytes.
+    Widened as read inside the tiles, they had no row or broadcast tile and
+    ran slower than float64 X (digits-like loss and gradient, 1 thread: 15.6
+    against 12.0 ms, in float64 for float32 W too); widened per chunk, 12.5
+    ms, 8.9 ms with float32 W (the float64 copy's stores, 512 bytes per row,
+    keep it a little above float64 X read in place)."""
+    if src.kind == KIND_U8:
+        return KIND_F64
+    if src.kind == KIND_U8_F32:
+        return KIND_F32
+    return src.kind
+
+
 cdef inline Py_ssize_t element_size(const Source* src) noexcept nogil:
-    """Bytes per element of dense X (float32, uint8, else float64 or words)."""
-    return 4 if src.kind == KIND_F32 else (1 if src.kind == KIND_U8 else 8)
+    """Bytes per element of X as stored (float32, uint8, else float64 or words)."""
+    return 4 if src.kind == KIND_F32 else (1 if widens(src) else 8)
 
 
 cdef inline bint logits_by_features(const Source* src, Py_ssize_t ldz) noexcept nogil:
@@ -272,7 +292,7 @@ cdef inline bint logits_by_features(const Source* src, Py_ssize_t ldz) noexcept 
     at 2; 20000 x 1000 x 50: 44.4 -> 43.7 ms at 2 threads; with 32 classes
     (and MNIST-like rows, 10 classes) it was slower, hence
     COPY_MIN_CLASSES."""
-    return (src.kind == KIND_F64 and src.D * <Py_ssize_t> sizeof(double) > CSM_LOGITS_BLOCK_BYTES
+    return (rows_kind(src) == KIND_F64 and src.D * <Py_ssize_t> sizeof(double) > CSM_LOGITS_BLOCK_BYTES
             and ldz >= COPY_MIN_CLASSES)
 
 
@@ -294,8 +314,11 @@ cdef inline bint copies_rows(const Source* src, Py_ssize_t ldz) noexcept nogil:
     vector loads of a row in place straddle two lines (measured, 10000 x 1000
     x 100: 6% faster at 2 threads).  With few classes the pass is bound by
     memory and the copy costs more than it saves (MNIST-like: 30% slower).
-    Float64 rows of that kind take logits_by_features instead."""
-    if src.kind != KIND_F64 and src.kind != KIND_F32 and src.kind != KIND_U8:
+    Float64 rows of that kind take logits_by_features instead.  uint8 rows
+    are always copied: widened (see rows_kind)."""
+    if widens(src):
+        return src.D > 0
+    if src.kind != KIND_F64 and src.kind != KIND_F32:
         return False
     return src.D > 0 and (src.s1 != 1 or (src.D * element_size(src) > CSM_LOGITS_BLOCK_BYTES
                                           and ldz >= COPY_MIN_CLASSES and not logits_by_features(src, ldz)))
@@ -305,7 +328,7 @@ cdef Scratch* scratch_new(const Source* src, Py_ssize_t ldz) noexcept nogil:
     """Allocate one thread's scratch (one block: a small call pays for one
     malloc, not seven); NULL when memory is short."""
     cdef Py_ssize_t rows = CSM_CHUNK + CSM_VL
-    cdef Py_ssize_t itemsize = element_size(src)
+    cdef Py_ssize_t itemsize = 4 if rows_kind(src) == KIND_F32 else 8   # of the copied rows
     cdef bint transposed = src.kind == KIND_BITS or src.kind == KIND_CSR
     # Dense chunks that are copied before use get a buffer (see copies_rows).
     cdef bint packs = copies_rows(src, ldz)
@@ -379,21 +402,26 @@ cdef void source_chunk(const Source* src, Py_ssize_t first_row, Py_ssize_t n_row
     elif src.kind == KIND_CSR:
         s.Xc = src.data
         s.ld = 0
+    elif widens(src):
+        if src.kind == KIND_U8:
+            csm_widen_u8_d(<const uint8_t*> src.data + first_row * src.s0, src.s0, src.s1, n_rows, src.D,
+                           <double*> s.pack)
+        else:
+            csm_widen_u8_f(<const uint8_t*> src.data + first_row * src.s0, src.s0, src.s1, n_rows, src.D,
+                           <float*> s.pack)
+        s.Xc = s.pack
+        s.ld = src.D
     elif s.pack == NULL:
         if src.kind == KIND_F64:
             s.Xc = (<const double*> src.data) + first_row * src.s0
-        elif src.kind == KIND_F32:
-            s.Xc = (<const float*> src.data) + first_row * src.s0
         else:
-            s.Xc = (<const uint8_t*> src.data) + first_row * src.s0
+            s.Xc = (<const float*> src.data) + first_row * src.s0
         s.ld = src.s0
     else:
         if src.kind == KIND_F64:
             pack_rows(<const double*> src.data, src.s0, src.s1, first_row, n_rows, src.D, <double*> s.pack)
-        elif src.kind == KIND_F32:
-            pack_rows(<const float*> src.data, src.s0, src.s1, first_row, n_rows, src.D, <float*> s.pack)
         else:
-            pack_rows(<const uint8_t*> src.data, src.s0, src.s1, first_row, n_rows, src.D, <uint8_t*> s.pack)
+            pack_rows(<const float*> src.data, src.s0, src.s1, first_row, n_rows, src.D, <float*> s.pack)
         s.Xc = s.pack
         s.ld = src.D
 
@@ -425,7 +453,8 @@ cdef void source_logits(const Source* src, Scratch* s, Py_ssize_t n_rows,
     """Class-major logits of the current chunk: Z[k * CSM_CHUNK + r] = w_k . x_r + b_k,
     with the rows padded to a whole vector by zeros."""
     cdef Py_ssize_t k, r, t, t_padded, n_padded
-    if src.kind == KIND_F64 and s.XT != NULL and m.WT != NULL:
+    cdef int kind = rows_kind(src)
+    if kind == KIND_F64 and s.XT != NULL and m.WT != NULL:
         # logits_by_features: Z starts from the bias; XT_ROWS rows at a time
         # go feature by feature into XT (the rows-to-classes copy, with the
         # features as its classes), the rows padded to a whole vector zero.
@@ -441,12 +470,10 @@ cdef void source_logits(const Source* src, Scratch* s, Py_ssize_t n_rows,
             zero_padding_rows(s.XT, XT_ROWS, src.D, t)
             csm_rank_update_d(s.XT, XT_ROWS, src.D, t_padded, m.WT, m.ldz, 1, m.K, Z + r, CSM_CHUNK)
             r += t
-    elif src.kind == KIND_F64:
+    elif kind == KIND_F64:
         csm_logits_d(<const double*> s.Xc, s.ld, n_rows, src.D, m.W, src.D, m.WB, m.K, m.bias, Z, CSM_CHUNK)
-    elif src.kind == KIND_F32:
+    elif kind == KIND_F32:
         csm_logits_s(<const float*> s.Xc, s.ld, n_rows, src.D, m.Ws, m.W, src.D, m.WBs, m.K, m.bias, Z, CSM_CHUNK)
-    elif src.kind == KIND_U8:
-        csm_logits_u8(<const uint8_t*> s.Xc, s.ld, n_rows, src.D, m.W, src.D, NULL, m.K, m.bias, Z, CSM_CHUNK)
     elif m.TB != NULL:
         csm_group_logits(<const uint64_t*> s.Xc, s.ld, n_rows, src.D, src.group_bits, m.TB, m.K, Z, CSM_CHUNK)
     else:
@@ -464,12 +491,11 @@ cdef void source_rank_update(const Source* src, Scratch* s, Py_ssize_t n_rows, P
                              const double* R, Py_ssize_t ldz, double* G) noexcept nogil:
     """G (K x D) += R.T @ X_chunk for class-major residuals R; the bits and
     sparse kinds accumulate into s.GT instead."""
-    if src.kind == KIND_F64:
+    cdef int kind = rows_kind(src)
+    if kind == KIND_F64:
         csm_rank_update_d(<const double*> s.Xc, s.ld, n_rows, src.D, R, 1, CSM_CHUNK, K, G, src.D)
-    elif src.kind == KIND_F32:
+    elif kind == KIND_F32:
         csm_rank_update_s(<const float*> s.Xc, s.ld, n_rows, src.D, R, 1, CSM_CHUNK, K, G, src.D)
-    elif src.kind == KIND_U8:
-        csm_rank_update_u8(<const uint8_t*> s.Xc, s.ld, n_rows, src.D, R, 1, CSM_CHUNK, K, G, src.D)
     elif s.H != NULL:
         csm_group_accumulate(<const uint64_t*> s.Xc, s.ld, n_rows, src.D, src.group_bits, R, K, CSM_CHUNK, s.H)
     else:
@@ -863,9 +889,10 @@ cdef Source dense_source(const floating[:, :] X) noexcept:
     return src
 
 
-cdef Source bytes_source(const uint8_t[:, :] X) noexcept:
+cdef Source bytes_source(const uint8_t[:, :] X, bint float32) noexcept:
+    """uint8 rows, widened per chunk to float32 (float32 W) or float64."""
     cdef Source src
-    src.kind = KIND_U8
+    src.kind = KIND_U8_F32 if float32 else KIND_U8
     src.data = &X[0, 0] if (X.shape[0] > 0 and X.shape[1] > 0) else NULL
     src.s0 = X.strides[0]
     src.s1 = X.strides[1]
@@ -982,7 +1009,7 @@ def loss_gradient_u8(
         double scale, double l2, floating[:, ::1] grad_W_out, floating[::1] grad_b_out,
         int n_threads):
     """As :func:`loss_gradient`, for uint8 (or bool viewed as uint8) rows."""
-    cdef Source src = bytes_source(X)
+    cdef Source src = bytes_source(X, floating is float)
     return loss_gradient_core(&src, X.shape[0], W, b, labels, Y, weights, scale, l2,
                               grad_W_out, grad_b_out, n_threads)
 
@@ -1084,7 +1111,7 @@ def hessian_product_u8(
         const double[::1] weights, double scale, double l2,
         floating[:, ::1] out_W, floating[::1] out_b, int n_threads):
     """As :func:`hessian_product`, for uint8 (or bool viewed as uint8) rows."""
-    cdef Source src = bytes_source(X)
+    cdef Source src = bytes_source(X, floating is float)
     return hessian_core(&src, X.shape[0], W, b, V, Vb, weights, scale, l2, out_W, out_b, n_threads)
 
 
@@ -1192,7 +1219,7 @@ def predict_rows_u8(
         const floating[:, :] W, const floating[::1] b,
         floating[:, ::1] proba_out, int64_t[::1] labels_out, int n_threads):
     """As :func:`predict_rows`, for uint8 (or bool viewed as uint8) rows."""
-    cdef Source src = bytes_source(X)
+    cdef Source src = bytes_source(X, floating is float)
     return predict_core(&src, X.shape[0], W, b, proba_out, labels_out, n_threads)
 
 
@@ -1614,7 +1641,7 @@ def sgd_epoch_u8(
         Py_ssize_t batch_size, double l2, double weight_scale,
         int schedule, double eta0, double power_t, double t0, double momentum, double step):
     """As :func:`sgd_epoch`, for uint8 (or bool viewed as uint8) rows."""
-    cdef Source src = bytes_source(X)
+    cdef Source src = bytes_source(X, False)
     return sgd_epoch_core(&src, X.shape[0], order, labels, weights, W, b, W_velocity, b_velocity, batch_size, l2,
                           weight_scale, schedule, eta0, power_t, t0, momentum, step)
 

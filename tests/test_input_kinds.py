@@ -142,6 +142,45 @@ def test_uint8_values_other_than_binary_are_used_as_numbers(rng):
     np.testing.assert_allclose(got[1], ref[1], rtol=1e-12, atol=1e-14)
 
 
+# uint8 rows are widened chunk by chunk to W's float dtype and take the float
+# kernels: row tiles (digits-like, few classes), pair tiles (long rows),
+# logits by features (long rows, many classes), several chunks and a partial one.
+UINT8_SHAPES = [(1000, 64, 10), (300, 13, 3), (130, 300, 7), (200, 1100, 40)]
+
+
+@pytest.mark.parametrize("n,d,k", UINT8_SHAPES)
+@pytest.mark.parametrize("w_dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_uint8_and_bool_rows_give_the_float_array_results_bit_for_bit(n, d, k, w_dtype, n_threads, rng):
+    X8 = rng.integers(0, 17, size=(n, d)).astype(np.uint8)
+    W = (rng.normal(size=(k, d)) * 0.1).astype(w_dtype)
+    b = rng.normal(size=k).astype(w_dtype)
+    y = rng.integers(0, k, n)
+    weights = rng.uniform(0.5, 2.0, n)
+    X_float = X8.astype(w_dtype)
+    Xb = X8 > 8
+    cases = [
+        (X8, X_float),
+        (np.asfortranarray(X8), X_float),
+        (np.repeat(X8, 2, axis=1)[:, ::2], X_float),
+        (Xb, Xb.astype(w_dtype)),
+    ]
+    for X, ref in cases:
+        got = csoftmax.loss_and_gradient(W, X, y, b, sample_weight=weights, n_threads=n_threads)
+        want = csoftmax.loss_and_gradient(W, ref, y, b, sample_weight=weights, n_threads=n_threads)
+        assert got[0] == want[0]
+        np.testing.assert_array_equal(got[1], want[1])
+        np.testing.assert_array_equal(got[2], want[2])
+        np.testing.assert_array_equal(
+            csoftmax.predict_proba(W, X, b, n_threads=n_threads), csoftmax.predict_proba(W, ref, b, n_threads=n_threads)
+        )
+        for g, w in zip(
+            csoftmax.hessian_product(W, X, W, b, b, y=y, n_threads=n_threads),
+            csoftmax.hessian_product(W, ref, W, b, b, y=y, n_threads=n_threads),
+        ):
+            np.testing.assert_array_equal(g, w)
+
+
 def test_uint8_input_is_not_copied_to_float(rng):
     tracemalloc = pytest.importorskip("tracemalloc")
     X = (rng.random((100000, 64)) < 0.5).astype(np.uint8)
