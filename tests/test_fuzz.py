@@ -417,9 +417,13 @@ def test_fuzz_prediction(problem, func):
     else:
         assert result.dtype == np.int64 and result.shape == (X.shape[0],)
         if len(Z):
-            # The predicted class is a most probable one, up to the logits' rounding.
+            # The predicted class is a most probable one, up to the logits' rounding
+            # (where the reference's own sums overflow, the bound says nothing).
             chosen = Z[np.arange(len(Z)), result]
-            assert (chosen >= Z.max(axis=1) - 2 * err).all()
+            with np.errstate(invalid="ignore"):
+                bound = Z.max(axis=1) - 2 * err
+            checkable = np.isfinite(bound)
+            assert (chosen[checkable] >= bound[checkable]).all()
 
 
 def _probability_error(P, err):
