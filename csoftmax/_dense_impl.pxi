@@ -85,6 +85,7 @@ cdef extern from "_kernels.h" nogil:
     enum:
         CSM_VL
         CSM_CHUNK
+        CSM_LABEL_LOSS_S
         CSM_LOGITS_BLOCK_BYTES
     Py_ssize_t csm_padded(Py_ssize_t K)
     void csm_logits_d(const double* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
@@ -110,6 +111,11 @@ cdef extern from "_kernels.h" nogil:
     void csm_cm_label_loss(double* Z, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K,
                            const double* label, const double* weight, int residual, int unit,
                            double* loss, double* col)
+    void csm_cm_label_loss_s(const double* Z, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K,
+                             const double* label, const double* weight, int residual, int unit,
+                             double* loss, double* col, float* Rs, Py_ssize_t ldr)
+    void csm_rank_update_rs(const float* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
+                            const float* Rs, Py_ssize_t K, double* G, Py_ssize_t ldg)
     void csm_cm_soft_loss(double* Z, const double* Y, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K,
                           const double* weight, int residual, double* loss, double* col)
     void csm_cm_hessian(double* Z, const double* U, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K,
@@ -541,6 +547,9 @@ cdef int partition_work(
     cdef Py_ssize_t r0 = row_begin, n_rows, n_padded, r, k, i
     cdef bint residual = mode == MODE_LOSS_GRADIENT
     cdef bint unit_weights
+    # float32 rows with labels: the loss in float32 lanes, its residuals
+    # (float32, in U) straight to the float32 rank update
+    cdef bint float32_loss = CSM_LABEL_LOSS_S and labels != NULL and mode != MODE_HESSIAN and rows_kind(src) == KIND_F32
 
     memset(scratch.loss_lanes, 0, CSM_VL * sizeof(double))
     memset(scratch.col_sum, 0, K * CSM_VL * sizeof(double))
@@ -583,14 +592,21 @@ cdef int partition_work(
             # read out of bounds).
             if csm_label_doubles(labels + r0, n_rows, K, label_of):
                 status |= STATUS_BAD_LABEL
-            csm_cm_label_loss(Z, CSM_CHUNK, n_padded, K, label_of, weight_of, residual,
-                              unit_weights, scratch.loss_lanes, scratch.col_sum)
+            if float32_loss:
+                csm_cm_label_loss_s(Z, CSM_CHUNK, n_padded, K, label_of, weight_of, residual,
+                                    unit_weights, scratch.loss_lanes, scratch.col_sum, <float*> U, CSM_CHUNK)
+            else:
+                csm_cm_label_loss(Z, CSM_CHUNK, n_padded, K, label_of, weight_of, residual,
+                                  unit_weights, scratch.loss_lanes, scratch.col_sum)
         else:
             load_class_major(Y + r0 * sy0, sy0, sy1, n_rows, K, U)
             csm_cm_soft_loss(Z, U, CSM_CHUNK, n_padded, K, weight_of, residual,
                              scratch.loss_lanes, scratch.col_sum)
         if mode != MODE_LOSS:
-            source_rank_update(src, scratch, n_rows, K, Z, ldz, G)
+            if float32_loss:
+                csm_rank_update_rs(<const float*> scratch.Xc, scratch.ld, n_rows, D, <const float*> U, K, G, D)
+            else:
+                source_rank_update(src, scratch, n_rows, K, Z, ldz, G)
         r0 += n_rows
     if scratch.n_bad_index:
         status |= STATUS_BAD_INDEX

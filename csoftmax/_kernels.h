@@ -1572,5 +1572,23 @@ static void csm_rank_update_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows, p
     csm_rank_update_f(X, ldx, n_rows, D, R, rr, rk, K, G, ldg);
 }
 #endif
+#ifndef CSM_LABEL_LOSS_S
+/* The float32 label loss and the rank update of its float32 residuals are
+ * AVX-512 kernels; elsewhere the float64 label loss serves float32 X, and
+ * these are never called (CSM_LABEL_LOSS_S is 0). */
+#define CSM_LABEL_LOSS_S 0
+static void csm_cm_label_loss_s(const double* Z, ptrdiff_t ldc, ptrdiff_t n_rows, ptrdiff_t K,
+                                const double* label, const double* weight, int residual, int unit,
+                                double* loss, double* col, float* Rs, ptrdiff_t ldr)
+{
+    (void)Z; (void)ldc; (void)n_rows; (void)K; (void)label; (void)weight; (void)residual; (void)unit;
+    (void)loss; (void)col; (void)Rs; (void)ldr;
+}
+static void csm_rank_update_rs(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t D,
+                               const float* Rs, ptrdiff_t K, double* G, ptrdiff_t ldg)
+{
+    (void)X; (void)ldx; (void)n_rows; (void)D; (void)Rs; (void)K; (void)G; (void)ldg;
+}
+#endif
 
 #endif /* CSOFTMAX_KERNELS_H */
