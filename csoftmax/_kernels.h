@@ -1428,12 +1428,10 @@ static void csm_broadcast_layout(const double* W, ptrdiff_t ldw, ptrdiff_t K, pt
                                  double* WB, float* WBs)
 {
     if (K < CSM_VL) {
-        for (ptrdiff_t i = 0; i < D; i++)
-            for (ptrdiff_t c = 0; c < K; c++) {
-                const double v = W[c * ldw + i];
-                if (WB != NULL) WB[i * K + c] = v;
-                if (WBs != NULL) WBs[i * K + c] = (float)v;
-            }
+        /* the float64 row tile's layout only: no float32 layout is made for
+         * so few classes (csm_short_layout_size_s) */
+        for (ptrdiff_t i = 0; i < D && WB != NULL; i++)
+            for (ptrdiff_t c = 0; c < K; c++) WB[i * K + c] = W[c * ldw + i];
         return;
     }
     for (ptrdiff_t b = 0; b + CSM_VL <= K; b += CSM_VL) {
