@@ -549,7 +549,8 @@ cdef int partition_work(
     cdef bint unit_weights
     # float32 rows with labels: the loss in float32 lanes, its residuals
     # (float32, in U) straight to the float32 rank update
-    cdef bint float32_loss = CSM_LABEL_LOSS_S and labels != NULL and mode != MODE_HESSIAN and rows_kind(src) == KIND_F32
+    cdef bint float32_loss = (CSM_LABEL_LOSS_S and labels != NULL and mode != MODE_HESSIAN
+                              and rows_kind(src) == KIND_F32)
 
     memset(scratch.loss_lanes, 0, CSM_VL * sizeof(double))
     memset(scratch.col_sum, 0, K * CSM_VL * sizeof(double))
