@@ -116,6 +116,8 @@ cdef extern from "_kernels.h" nogil:
                              double* loss, double* col, float* Rs, Py_ssize_t ldr)
     void csm_rank_update_rs(const float* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
                             const float* Rs, Py_ssize_t K, double* G, Py_ssize_t ldg)
+    void csm_logits_rows_shifted_s(const float* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
+                                   const float* WR0, Py_ssize_t K, const double* bias0, double* Z, Py_ssize_t ldc)
     void csm_cm_soft_loss(double* Z, const double* Y, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K,
                           const double* weight, int residual, double* loss, double* col)
     void csm_cm_hessian(double* Z, const double* U, Py_ssize_t ldc, Py_ssize_t n_rows, Py_ssize_t K,
@@ -214,6 +216,8 @@ cdef struct Model:
     float* Ws         # K x D float32 copy (float32 X)
     double* WB        # W's broadcast layout for short float64 rows (csm_broadcast_layout), or NULL
     float* WBs        # W's layout for short float32 rows (csm_short_layout_s), or NULL
+    float* WBs0       # with WBs and the float32 label loss: the layout of w_k - w_0 (k >= 1), or NULL
+    double* bias0     # then b_k - b_0 (k >= 1), followed by the K - 1 rows w_k - w_0
 
 
 cdef struct Source:
@@ -570,7 +574,12 @@ cdef int partition_work(
             if weights != NULL:
                 csm_prefetch_span(weights + r0 + CSM_AHEAD_CHUNKS * CSM_CHUNK, CSM_CHUNK * sizeof(double))
         source_chunk(src, r0, n_rows, scratch)
-        source_logits(src, scratch, n_rows, model, Z)
+        if float32_loss and model.WBs0 != NULL:
+            csm_logits_rows_shifted_s(<const float*> scratch.Xc, scratch.ld, n_rows, D, model.WBs0, K,
+                                      model.bias0, Z, CSM_CHUNK)
+            zero_padding_rows(Z, CSM_CHUNK, K, n_rows)
+        else:
+            source_logits(src, scratch, n_rows, model, Z)
         # Unit weights, given or not, take the same arithmetic (see
         # csm_cm_label_loss): results must not depend on how they were passed.
         unit_weights = True
@@ -682,6 +691,8 @@ cdef int model_from(Model* m, const floating* W, Py_ssize_t K, Py_ssize_t D,
     m.Ws = NULL
     m.WB = NULL
     m.WBs = NULL
+    m.WBs0 = NULL
+    m.bias0 = NULL
     if m.W == NULL:
         return -1
     if floating is float:
@@ -738,7 +749,32 @@ cdef int model_from(Model* m, const floating* W, Py_ssize_t K, Py_ssize_t D,
             csm_broadcast_layout(m.W, D, K, D, m.WB, NULL)
         else:
             csm_short_layout_s(m.W, D, K, D, m.WBs)
+            if shifted_layout(m) != 0:
+                model_free(m)
+                return -1
     return 0 if check == 0.0 else 1
+
+
+cdef int shifted_layout(Model* m) noexcept nogil:
+    """m.WBs0 and m.bias0 (see Model), for the float32 label loss to take the
+    logits relative to class 0 (csm_logits_rows_shifted_s: one class fewer
+    in the row tile); -1 when memory is short."""
+    cdef Py_ssize_t K = m.K, D = m.D, k, i
+    cdef Py_ssize_t size = csm_short_layout_size_s(K - 1, D) if (CSM_LABEL_LOSS_S and K >= 2) else 0
+    cdef double* differences
+    if size == 0:
+        return 0
+    m.WBs0 = <float*> malloc(size * sizeof(float))
+    m.bias0 = <double*> malloc((K - 1) * (D + 1) * sizeof(double))
+    if m.WBs0 == NULL or m.bias0 == NULL:
+        return -1
+    differences = m.bias0 + (K - 1)
+    for k in range(1, K):
+        m.bias0[k - 1] = m.bias[k] - m.bias[0]
+        for i in range(D):
+            differences[(k - 1) * D + i] = m.W[k * D + i] - m.W[i]
+    csm_short_layout_s(differences, D, K - 1, D, m.WBs0)
+    return 0
 
 
 cdef int model_new(Model* m, const floating[:, :] W, const floating[::1] b, bint transposed,
@@ -757,12 +793,16 @@ cdef void model_free(Model* m) noexcept nogil:
     free(m.Ws)
     free(m.WB)
     free(m.WBs)
+    free(m.WBs0)
+    free(m.bias0)
     m.W = NULL
     m.WT = NULL
     m.TB = NULL
     m.Ws = NULL
     m.WB = NULL
     m.WBs = NULL
+    m.WBs0 = NULL
+    m.bias0 = NULL
 
 
 cdef int model_for_source(Model* m, Source* src, Py_ssize_t N, const floating[:, :] W,
@@ -1549,6 +1589,8 @@ cdef object sgd_epoch_core(
         model.Ws = <float*> malloc((K * D + 1) * sizeof(float)) if src.kind == KIND_F32 else NULL
         model.WB = NULL          # W changes every batch: the pair tiles read it as it is
         model.WBs = NULL
+        model.WBs0 = NULL
+        model.bias0 = NULL
         scratch = scratch_new(&batch, ldz)
         if (rows == NULL or batch_labels == NULL or batch_weights == NULL or partial == NULL
                 or zero_bias == NULL or scratch == NULL or (src.kind == KIND_BITS and model.WT == NULL)

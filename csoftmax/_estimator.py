@@ -431,7 +431,18 @@ class _Objective:
         return theta
 
     def pack_gradient(self, grad_W, grad_b):
-        """Gradient (or Hessian product) with respect to ``theta`` (transpose of :meth:`unpack`)."""
+        """Gradient (or Hessian product) with respect to ``theta`` (transpose of :meth:`unpack`).
+
+        The objective does not change when every intercept moves by the same
+        amount (softmax does not), so the intercepts' gradient and Hessian
+        products sum to zero, but for rounding.  Their mean is removed: left
+        in, it is a direction the Hessian is zero along, where truncated
+        Newton steps are long, and the intercepts drifted with the rounding
+        (float32 newton-cg on the digits, with the logits of the loss taken
+        relative to class 0: all moved by 83).
+        """
+        if grad_b is not None and grad_b.size:
+            grad_b = grad_b - np.mean(grad_b, dtype=np.float64)
         g = np.empty(self.n_params, dtype=np.float64)
         G = g[: self.n_coef].reshape(self.n_classes, self.n_features)
         G[...] = grad_W

@@ -1571,9 +1571,10 @@ static void csm_rank_update_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows, p
 }
 #endif
 #ifndef CSM_LABEL_LOSS_S
-/* The float32 label loss and the rank update of its float32 residuals are
- * AVX-512 kernels; elsewhere the float64 label loss serves float32 X, and
- * these are never called (CSM_LABEL_LOSS_S is 0). */
+/* The float32 label loss, the rank update of its float32 residuals and the
+ * logits relative to class 0 are AVX-512 kernels (with the row tile);
+ * elsewhere the float64 label loss serves float32 X, and these are never
+ * called (CSM_LABEL_LOSS_S is 0). */
 #define CSM_LABEL_LOSS_S 0
 static void csm_cm_label_loss_s(const double* Z, ptrdiff_t ldc, ptrdiff_t n_rows, ptrdiff_t K,
                                 const double* label, const double* weight, int residual, int unit,
@@ -1586,6 +1587,11 @@ static void csm_rank_update_rs(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows, 
                                const float* Rs, ptrdiff_t K, double* G, ptrdiff_t ldg)
 {
     (void)X; (void)ldx; (void)n_rows; (void)D; (void)Rs; (void)K; (void)G; (void)ldg;
+}
+static void csm_logits_rows_shifted_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t D,
+                                      const float* WR0, ptrdiff_t K, const double* bias0, double* Z, ptrdiff_t ldc)
+{
+    (void)X; (void)ldx; (void)n_rows; (void)D; (void)WR0; (void)K; (void)bias0; (void)Z; (void)ldc;
 }
 #endif
 

@@ -242,6 +242,20 @@ static int csm_logits_rows_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows, pt
 #undef CSM_ROWS_CASE
 #define CSM_LOGITS_ROWS csm_logits_rows_s
 
+/* The logits relative to class 0, for the loss (softmax and cross-entropy
+ * do not change when every logit of a row moves by the same amount):
+ * Z[0] = 0 and Z[k] = bias0[k - 1] + X[r] . (w_k - w_0) through the row
+ * tile, WR0 the short-row layout of the K - 1 differences.  One class
+ * fewer in the tile: 10 -> 9 for the digits, whose float32 logits are
+ * bound by the tile's FMAs and transposes. */
+static void csm_logits_rows_shifted_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t D,
+                                      const float* WR0, ptrdiff_t K, const double* bias0, double* Z, ptrdiff_t ldc)
+{
+    for (ptrdiff_t r = 0; r < n_rows; r += CSM_VL) csm_store_d(Z + r, CSM_SET1(0.0));
+    /* prefetching as for the K classes (csm_logits_ws) */
+    csm_logits_rows_s(X, ldx, n_rows, D, WR0, K - 1, K < CSM_LOGITS_STREAM_CLASSES, bias0, Z + ldc, ldc);
+}
+
 /* exp(x) for x <= 0 (and -inf, NaN) in 16 float32 lanes, within 2 float32
  * ulps (measured against exp on 18 million points over [-104, 0]): the
  * float64 csm_exp_nonpositive's reduction to sixteenths of ln2, its 16
