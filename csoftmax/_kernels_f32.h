@@ -282,9 +282,8 @@ CSM_INLINE __m512 csm_exp_nonpositive_s(__m512 x)
     return _mm512_scalef_ps(_mm512_fmadd_ps(_mm512_mul_ps(pj, r), g, pj), n16);
 }
 
-/* The two float64 halves of 16 float32 lanes, and back. */
-#define CSM_S_LO(v) ((csm_vd)_mm512_cvtps_pd(_mm512_castps512_ps256(v)))
-#define CSM_S_HI(v) ((csm_vd)_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))))
+/* 16 float32 lanes from their two float64 halves (the inverse of
+ * CSM_LO_HALF and CSM_HI_HALF). */
 CSM_INLINE __m512 csm_s_of(csm_vd lo, csm_vd hi)
 {
     return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm512_cvtpd_ps((__m512d)lo))),
@@ -337,8 +336,8 @@ static void csm_cm_label_loss_s(const double* Z, ptrdiff_t ldc, ptrdiff_t n_rows
             picked_hi = (csm_vd)_mm512_mask_mov_pd((__m512d)picked_hi, (__mmask8)(hit >> 8), (__m512d)v_hi);
             const __m512 e = csm_exp_nonpositive_s(csm_s_of(v_lo, v_hi));
             _mm512_storeu_ps(rs + k * ldr, e);
-            sum_lo += CSM_S_LO(e);
-            sum_hi += CSM_S_HI(e);
+            sum_lo += CSM_LO_HALF(e);
+            sum_hi += CSM_HI_HALF(e);
         }
         const csm_vi valid_lo = CSM_LT(CSM_SET1(-0.5), lab_lo), valid_hi = CSM_LT(CSM_SET1(-0.5), lab_hi);
         if (unit) {
@@ -360,7 +359,7 @@ static void csm_cm_label_loss_s(const double* Z, ptrdiff_t ldc, ptrdiff_t n_rows
                 res = _mm512_mask_sub_ps(res, _mm512_cmp_ps_mask(lab, kv, _CMP_EQ_OQ), res, w);
                 _mm512_storeu_ps(rs + k * ldr, res);
                 /* lane sums in float64, as the float64 kernel keeps them */
-                csm_store_d(col + k * CSM_VL, csm_load_d(col + k * CSM_VL) + CSM_S_LO(res) + CSM_S_HI(res));
+                csm_store_d(col + k * CSM_VL, csm_load_d(col + k * CSM_VL) + CSM_LO_HALF(res) + CSM_HI_HALF(res));
             }
         }
     }
