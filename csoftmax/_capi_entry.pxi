@@ -72,6 +72,8 @@ cdef int capi_loss_gradient(
     memset(sums, 0, (1 + K * D + K) * sizeof(double))
     src = capi_source(X, xs0, xs1, D)
     ok_model = model_from(&model, W, K, D, ldw, 1, b, transposed_model(&src, K), -INFINITY)
+    if ok_model == 0:
+        ok_model = add_shifted_layout(&model)
     if ok_model < 0:
         free(sums)
         return STATUS_NO_MEMORY

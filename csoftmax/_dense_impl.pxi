@@ -216,7 +216,7 @@ cdef struct Model:
     float* Ws         # K x D float32 copy (float32 X)
     double* WB        # W's broadcast layout for short float64 rows (csm_broadcast_layout), or NULL
     float* WBs        # W's layout for short float32 rows (csm_short_layout_s), or NULL
-    float* WBs0       # with WBs and the float32 label loss: the layout of w_k - w_0 (k >= 1), or NULL
+    float* WBs0       # for the float32 label loss (add_shifted_layout): the layout of w_k - w_0 (k >= 1), or NULL
     double* bias0     # then b_k - b_0 (k >= 1), followed by the K - 1 rows w_k - w_0
 
 
@@ -749,24 +749,25 @@ cdef int model_from(Model* m, const floating* W, Py_ssize_t K, Py_ssize_t D,
             csm_broadcast_layout(m.W, D, K, D, m.WB, NULL)
         else:
             csm_short_layout_s(m.W, D, K, D, m.WBs)
-            if shifted_layout(m) != 0:
-                model_free(m)
-                return -1
     return 0 if check == 0.0 else 1
 
 
-cdef int shifted_layout(Model* m) noexcept nogil:
-    """m.WBs0 and m.bias0 (see Model), for the float32 label loss to take the
-    logits relative to class 0 (csm_logits_rows_shifted_s: one class fewer
-    in the row tile); -1 when memory is short."""
+cdef int add_shifted_layout(Model* m) noexcept nogil:
+    """m.WBs0 and m.bias0 (see Model) for a model with W's float32 short-row
+    layout, built by the label-loss entry points only (the float32 label loss
+    takes the logits relative to class 0 through them,
+    csm_logits_rows_shifted_s: one class fewer in the row tile; predictions
+    and Hessian products never read them).  0, or -1 when memory is short,
+    the model then freed."""
     cdef Py_ssize_t K = m.K, D = m.D, k, i
     cdef Py_ssize_t size = csm_short_layout_size_s(K - 1, D) if (CSM_LABEL_LOSS_S and K >= 2) else 0
     cdef double* differences
-    if size == 0:
+    if m.WBs == NULL or size == 0:
         return 0
     m.WBs0 = <float*> malloc(size * sizeof(float))
     m.bias0 = <double*> malloc((K - 1) * (D + 1) * sizeof(double))
     if m.WBs0 == NULL or m.bias0 == NULL:
+        model_free(m)
         return -1
     differences = m.bias0 + (K - 1)
     for k in range(1, K):
@@ -1018,6 +1019,8 @@ cdef object loss_gradient_core(
     with nogil:
         sums = <double*> malloc((1 + K * D + K) * sizeof(double))
         ok_model = model_for_source(&model, src, N, W, b, -INFINITY)
+        if ok_model == 0 and labels_ptr != NULL:
+            ok_model = add_shifted_layout(&model)
         if ok_model < 0 or sums == NULL:
             status = STATUS_NO_MEMORY
         elif ok_model > 0:
