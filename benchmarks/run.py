@@ -329,6 +329,37 @@ def measure_all(args, log):
 # Report
 
 
+def scaling_section(args, peers, loss, floors):
+    """Markdown: each peer's speed-up over its own time at the fewest threads.
+
+    The floor's own speed-up sits beside it: where the memory read bandwidth
+    of one core is a small part of the machine's (server processors), a
+    bandwidth-bound kernel can scale past the thread count, and a kernel at
+    its floor cannot scale further than the floor does.
+    """
+    first = args.threads[0]
+    header = ["case", "threads"] + [f"{LABELS[p]} speed-up" for p in peers] + ["floor speed-up", "csoftmax / floor"]
+    rows = []
+    for name in args.cases:
+        case = CASES[name]
+        floor_first = floor_of(case, floors[first])["floor_s"] if "error" not in floors.get(first, {"error": 1}) else None
+        for t in args.threads:
+            row = [name, t]
+            for p in peers:
+                a = loss.get((name, first, p), {}).get("median")
+                b = loss.get((name, t, p), {}).get("median")
+                row.append(fmt_ratio(a / b) if a and b else "-")
+            fl = floor_of(case, floors[t])["floor_s"] if "error" not in floors.get(t, {"error": 1}) else None
+            base = loss.get((name, t, "csoftmax"), {}).get("median")
+            row.append(fmt_ratio(floor_first / fl) if floor_first and fl else "-")
+            row.append(f"{base / fl:.1f}" if base and fl else "-")
+            rows.append(row)
+    return (
+        f"### Thread scaling\n\nSpeed-up: median at {first} thread(s) / median at t threads, per peer; the floor's "
+        f"speed-up is the floor at {first} thread(s) / the floor at t threads.\n\n" + md_table(header, rows) + "\n"
+    )
+
+
 def report(args, machine, results, elapsed):
     floors = results["floors"]
     loss = results["loss"]
@@ -458,6 +489,9 @@ def report(args, machine, results, elapsed):
         for e in errors:
             add(f"- {e}")
         add("")
+
+    if len(args.threads) > 1:
+        add(scaling_section(args, peers, loss, floors))
 
     add("### Floors per case\n")
     rows = []
