@@ -430,6 +430,20 @@ CSM_INLINE csm_vd csm_max_keep(csm_vd m, csm_vd v) {
 /* ------------------------------------------------------------------------- */
 
 #if defined(__AVX512F__) && CSM_VL == 8
+/* 2^(n / 16) (1 + q) for q = exp(r) - 1, the common end of the two exps
+ * below: t holds n mod 16 in its low bits (the index into the table of
+ * 2^(j / 16), two registers, one permute), n16 = n / 16 (scalef floors it). */
+CSM_INLINE csm_vd csm_exp_sixteenths(csm_vd t, csm_vd n16, csm_vd q) {
+    const __m512d pow_lo = _mm512_setr_pd(
+        1.0, 1.0442737824274138, 1.0905077326652577, 1.1387886347566916,
+        1.189207115002721, 1.241857812073484, 1.2968395546510096, 1.3542555469368927);
+    const __m512d pow_hi = _mm512_setr_pd(
+        1.4142135623730951, 1.4768261459394993, 1.5422108254079407, 1.6104903319492543,
+        1.681792830507429, 1.7562521603732995, 1.8340080864093424, 1.9152065613971474);
+    const csm_vd pow_j = (csm_vd)_mm512_permutex2var_pd(pow_lo, (__m512i)t, pow_hi);
+    return (csm_vd)_mm512_scalef_pd((__m512d)(pow_j * q + pow_j), (__m512d)n16);
+}
+
 /* exp(x) for x <= 0 (and -inf, NaN), within 1.13 ulp (measured against
  * expl on 40 million points over [-746, 0]).
  * x = (n / 16) ln2 + r with |r| <= ln2 / 32 (ln2 in two parts: n / 16 times
@@ -452,26 +466,44 @@ CSM_INLINE csm_vd csm_max_keep(csm_vd m, csm_vd v) {
  * x < -746 gives +0, NaN stays NaN; exp(0) is exactly 1. */
 CSM_INLINE csm_vd csm_exp_nonpositive(csm_vd x) {
     const csm_vd shifter = CSM_SET1(422212465065984.0); /* 1.5 * 2^48 */
-    const __m512d pow_lo = _mm512_setr_pd(
-        1.0, 1.0442737824274138, 1.0905077326652577, 1.1387886347566916,
-        1.189207115002721, 1.241857812073484, 1.2968395546510096, 1.3542555469368927);
-    const __m512d pow_hi = _mm512_setr_pd(
-        1.4142135623730951, 1.4768261459394993, 1.5422108254079407, 1.6104903319492543,
-        1.681792830507429, 1.7562521603732995, 1.8340080864093424, 1.9152065613971474);
     x = csm_max_keep(x, CSM_SET1(-746.0));
     const csm_vd t = x * CSM_SET1(1.4426950408889634) + shifter;  /* 1 / ln2 */
     const csm_vd n16 = t - shifter;                                /* n / 16 */
     csm_vd r = x - n16 * CSM_SET1(0.6931471805582987);            /* ln2, high part */
     r = r - n16 * CSM_SET1(1.6465949582897082e-12);                /* low part */
-    const csm_vd pow_j = (csm_vd)_mm512_permutex2var_pd(pow_lo, (__m512i)t, pow_hi);
     csm_vd g = CSM_SET1(0.0013889064139564714);
     g = g * r + CSM_SET1(0.008333473534080383);
     g = g * r + CSM_SET1(0.04166666666357083);
     g = g * r + CSM_SET1(0.1666666666418999);
     g = g * r + CSM_SET1(0.5000000000000001);
     g = g * r + CSM_SET1(1.0000000000000007);
-    const csm_vd p = pow_j * (g * r) + pow_j;
-    return (csm_vd)_mm512_scalef_pd((__m512d)p, (__m512d)n16);
+    return csm_exp_sixteenths(t, n16, g * r);
+}
+
+/* exp(x) for x <= 0 as a term of a sum of exponentials shifted by their
+ * maximum (logsumexp, log_softmax), reduced in base 2: y = x / ln2 is rounded
+ * once, y - n / 16 is exact, and g is the polynomial above with its
+ * coefficients scaled for 2^y (ln2^(j+1) times its j-th).  The reduction takes
+ * one multiply and three additions, which run beside the polynomial's
+ * multiply-adds, instead of three multiply-adds (measured, logsumexp of a
+ * (200000, 10) array at one thread: ~4% faster; the same reduction followed by
+ * a multiply by ln2 and the polynomial above kept only half of that).  The
+ * rounding of y puts an error of up to |x| 2^-53 on exp(x): within a sum
+ * whose largest term is 1, at most max(-x exp(x)) 2^-53 = 0.37 * 2^-53 of the
+ * sum per term. */
+CSM_INLINE csm_vd csm_exp_nonpositive_term(csm_vd x) {
+    const csm_vd shifter = CSM_SET1(422212465065984.0); /* 1.5 * 2^48 */
+    const csm_vd y = csm_max_keep(x, CSM_SET1(-746.0)) * CSM_SET1(1.4426950408889634);
+    const csm_vd t = y + shifter;
+    const csm_vd n16 = t - shifter;
+    const csm_vd r = y - n16;
+    csm_vd g = CSM_SET1(0.00015403724755877636);
+    g = g * r + CSM_SET1(0.0013333782471405997);
+    g = g * r + CSM_SET1(0.009618129106913849);
+    g = g * r + CSM_SET1(0.05550410865657363);
+    g = g * r + CSM_SET1(0.24022650695910075);
+    g = g * r + CSM_SET1(0.6931471805599457);
+    return csm_exp_sixteenths(t, n16, g * r);
 }
 #else
 /* Without AVX-512 (no two-register permute for the table): exp(x) for
@@ -510,6 +542,8 @@ CSM_INLINE csm_vd csm_exp_nonpositive(csm_vd x) {
     csm_vd s2 = CSM_FROM_BITS((n2 + CSM_SET1I(1023)) << 52);
     return (p * s1) * s2;
 }
+/* Without scalef the base-2 reduction saves nothing: the same exp. */
+#define csm_exp_nonpositive_term csm_exp_nonpositive
 #endif
 
 /* log(x) for normal positive x; +inf and NaN are passed through. */
@@ -756,7 +790,7 @@ static void csm_cm_shifted_sums(double* Z, ptrdiff_t ldc, ptrdiff_t n_rows, ptrd
         for (ptrdiff_t k = 0; k < K; k++) {
             const csm_vd v = csm_load_d(z + k * ldc) - m;
             if (store_shifted) csm_store_d(z + k * ldc, v);
-            sum += csm_exp_nonpositive(v);
+            sum += csm_exp_nonpositive_term(v);
         }
         csm_store_d(row_max + r, m);
         csm_store_d(row_sum + r, sum);
