@@ -119,7 +119,17 @@ def test_float32_reaches_the_float64_optimum(name, solver):
     X32 = X.astype(np.float32)
     ours = SoftmaxRegression(solver=solver, **TIGHT).fit(X32, y, sample_weight=weights)
     assert ours.coef_.dtype == np.float32 and ours.intercept_.dtype == np.float32
-    _assert_same_model(ours, theirs, X32, rtol=1e-3)
+    # The float32 kernels see W rounded to float32, so the objective they
+    # minimise is flat at the 1e-7 level: a fit stops once it gets there.  What
+    # float32 guarantees is the objective, to about its precision (measured:
+    # 7e-8 relative at most, L-BFGS on the digits).  Along the digits' flat
+    # directions that much objective moves coefficients by ~1e-3 of their
+    # scale (where L-BFGS stops there is a matter of rounding: 0.5-1.6 of
+    # 1e-3), so they are compared at 1e-2.
+    F_ours = _objective(ours, X, y, weights)
+    F_theirs = _objective(theirs, X, y, weights)
+    assert F_ours - F_theirs <= 1e-6 * abs(F_theirs), (F_ours, F_theirs)
+    _assert_same_model(ours, theirs, X32, rtol=1e-2)
 
 
 @needs_sklearn
