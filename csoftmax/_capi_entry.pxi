@@ -20,16 +20,7 @@ cdef enum:
 
 
 cdef inline Source capi_source(const floating* X, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t D) noexcept nogil:
-    cdef Source src
-    src.kind = KIND_F64 if floating is double else KIND_F32
-    src.data = X
-    src.s0 = s0
-    src.s1 = s1
-    src.D = D
-    src.group_bits = 0
-    src.indices = NULL
-    src.indptr = NULL
-    return src
+    return new_source(KIND_F64 if floating is double else KIND_F32, X, s0, s1, D)
 
 
 cdef int capi_softmax(const floating* Z, Py_ssize_t N, Py_ssize_t K, Py_ssize_t s0, Py_ssize_t s1,

@@ -935,53 +935,47 @@ cdef Py_ssize_t write_scaled(
     return n_nonfinite
 
 
-cdef Source dense_source(const floating[:, :] X) noexcept:
+cdef inline Source new_source(int kind, const void* data, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t D) noexcept nogil:
+    """A Source with every field set: those of other kinds zero or NULL."""
     cdef Source src
-    src.kind = KIND_F64 if floating is double else KIND_F32
-    src.data = &X[0, 0] if (X.shape[0] > 0 and X.shape[1] > 0) else NULL
-    # The wrappers guarantee strides are multiples of the item size.
-    src.s0 = X.strides[0] // <Py_ssize_t> sizeof(floating)
-    src.s1 = X.strides[1] // <Py_ssize_t> sizeof(floating)
-    src.D = X.shape[1]
+    src.kind = kind
+    src.data = data
+    src.s0 = s0
+    src.s1 = s1
+    src.D = D
     src.group_bits = 0
+    src.n_classes = 0
+    src.indices = NULL
+    src.indptr = NULL
     return src
+
+
+cdef Source dense_source(const floating[:, :] X) noexcept:
+    # The wrappers guarantee strides are multiples of the item size.
+    return new_source(KIND_F64 if floating is double else KIND_F32,
+                      &X[0, 0] if (X.shape[0] > 0 and X.shape[1] > 0) else NULL,
+                      X.strides[0] // <Py_ssize_t> sizeof(floating), X.strides[1] // <Py_ssize_t> sizeof(floating),
+                      X.shape[1])
 
 
 cdef Source bytes_source(const uint8_t[:, :] X, bint float32) noexcept:
     """uint8 rows, widened per chunk to float32 (float32 W) or float64."""
-    cdef Source src
-    src.kind = KIND_U8_F32 if float32 else KIND_U8
-    src.data = &X[0, 0] if (X.shape[0] > 0 and X.shape[1] > 0) else NULL
-    src.s0 = X.strides[0]
-    src.s1 = X.strides[1]
-    src.D = X.shape[1]
-    src.group_bits = 0
-    return src
+    return new_source(KIND_U8_F32 if float32 else KIND_U8,
+                      &X[0, 0] if (X.shape[0] > 0 and X.shape[1] > 0) else NULL,
+                      X.strides[0], X.strides[1], X.shape[1])
 
 
 cdef Source csr_source(const double[::1] values, const int64_t[::1] indices,
                        const int64_t[::1] indptr, Py_ssize_t n_features) noexcept:
-    cdef Source src
-    src.kind = KIND_CSR
-    src.data = &values[0] if values.shape[0] > 0 else NULL
+    cdef Source src = new_source(KIND_CSR, &values[0] if values.shape[0] > 0 else NULL, 0, 1, n_features)
     src.indices = &indices[0] if indices.shape[0] > 0 else NULL
     src.indptr = &indptr[0]
-    src.s0 = 0
-    src.s1 = 1
-    src.D = n_features
-    src.group_bits = 0
     return src
 
 
 cdef Source bits_source(const uint64_t[:, ::1] words, Py_ssize_t n_features) noexcept:
-    cdef Source src
-    src.kind = KIND_BITS
-    src.data = &words[0, 0] if (words.shape[0] > 0 and words.shape[1] > 0) else NULL
-    src.s0 = words.shape[1]
-    src.s1 = 1
-    src.D = n_features
-    src.group_bits = 0
-    return src
+    return new_source(KIND_BITS, &words[0, 0] if (words.shape[0] > 0 and words.shape[1] > 0) else NULL,
+                      words.shape[1], 1, n_features)
 
 
 # ---------------------------------------------------------------------------
