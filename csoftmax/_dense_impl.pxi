@@ -665,6 +665,19 @@ cdef inline Py_ssize_t n_partitions(const Source* src, Py_ssize_t N, Py_ssize_t 
     return n_parts
 
 
+cdef inline void model_clear(Model* m) noexcept nogil:
+    """Every pointer of m NULL (nothing allocated yet, or all freed)."""
+    m.W = NULL
+    m.bias = NULL
+    m.WT = NULL
+    m.TB = NULL
+    m.Ws = NULL
+    m.WB = NULL
+    m.WBs = NULL
+    m.WBs0 = NULL
+    m.bias0 = NULL
+
+
 cdef int model_from(Model* m, const floating* W, Py_ssize_t K, Py_ssize_t D,
                     Py_ssize_t sw0, Py_ssize_t sw1,         # element strides of W
                     const floating* b, bint transposed, double padding) noexcept nogil:
@@ -685,14 +698,8 @@ cdef int model_from(Model* m, const floating* W, Py_ssize_t K, Py_ssize_t D,
     m.K = K
     m.D = D
     m.ldz = csm_padded(K)
+    model_clear(m)
     m.W = <double*> malloc((K * D + K + 1) * sizeof(double))
-    m.WT = NULL
-    m.TB = NULL
-    m.Ws = NULL
-    m.WB = NULL
-    m.WBs = NULL
-    m.WBs0 = NULL
-    m.bias0 = NULL
     if m.W == NULL:
         return -1
     if floating is float:
@@ -796,14 +803,7 @@ cdef void model_free(Model* m) noexcept nogil:
     free(m.WBs)
     free(m.WBs0)
     free(m.bias0)
-    m.W = NULL
-    m.WT = NULL
-    m.TB = NULL
-    m.Ws = NULL
-    m.WB = NULL
-    m.WBs = NULL
-    m.WBs0 = NULL
-    m.bias0 = NULL
+    model_clear(m)
 
 
 cdef int model_for_source(Model* m, Source* src, Py_ssize_t N, const floating[:, :] W,
@@ -1572,6 +1572,7 @@ cdef object sgd_epoch_core(
         batch_weights = <double*> malloc(batch_size * sizeof(double))
         partial = <double*> malloc((1 + K * D + K) * sizeof(double))
         zero_bias = <double*> calloc(K + 1, sizeof(double))
+        model_clear(&model)
         model.K = K
         model.D = D
         model.ldz = ldz
@@ -1582,12 +1583,9 @@ cdef object sgd_epoch_core(
         # pay a transpose of W per batch for a few rows (measured, 32-row
         # batches of 1000 features x 100 classes: epochs 15% slower).
         model.WT = <double*> malloc(((D + 1) * ldz + 1) * sizeof(double)) if src.kind == KIND_BITS else NULL
-        model.TB = NULL          # set-bit kernels: tables do not pay for a batch
+        # no group tables (set-bit kernels: they do not pay for a batch) and no
+        # short-row layouts (W changes every batch: the pair tiles read it as it is)
         model.Ws = <float*> malloc((K * D + 1) * sizeof(float)) if src.kind == KIND_F32 else NULL
-        model.WB = NULL          # W changes every batch: the pair tiles read it as it is
-        model.WBs = NULL
-        model.WBs0 = NULL
-        model.bias0 = NULL
         scratch = scratch_new(&batch, ldz)
         if (rows == NULL or batch_labels == NULL or batch_weights == NULL or partial == NULL
                 or zero_bias == NULL or scratch == NULL or (src.kind == KIND_BITS and model.WT == NULL)
