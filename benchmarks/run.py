@@ -267,6 +267,12 @@ def floor_of(case, floors):
     return {"memory_s": mem_s, "gemm_s": flop_s, "floor_s": max(mem_s, flop_s)}
 
 
+def floor_at(case, floors, threads):
+    """floor_of at that thread count, or None where the floors were not measured."""
+    measured = floors.get(threads, {"error": 1})
+    return None if "error" in measured else floor_of(case, measured)
+
+
 def measure_all(args, log):
     quiet = args.quiet_wait
     env = {}
@@ -342,14 +348,14 @@ def scaling_section(args, peers, loss, floors):
     rows = []
     for name in args.cases:
         case = CASES[name]
-        floor_first = floor_of(case, floors[first])["floor_s"] if "error" not in floors.get(first, {"error": 1}) else None
+        floor_first = (floor_at(case, floors, first) or {}).get("floor_s")
         for t in args.threads:
             row = [name, t]
             for p in peers:
                 a = loss.get((name, first, p), {}).get("median")
                 b = loss.get((name, t, p), {}).get("median")
                 row.append(fmt_ratio(a / b) if a and b else "-")
-            fl = floor_of(case, floors[t])["floor_s"] if "error" not in floors.get(t, {"error": 1}) else None
+            fl = (floor_at(case, floors, t) or {}).get("floor_s")
             base = loss.get((name, t, "csoftmax"), {}).get("median")
             row.append(fmt_ratio(floor_first / fl) if floor_first and fl else "-")
             row.append(f"{base / fl:.1f}" if base and fl else "-")
@@ -460,7 +466,7 @@ def report(args, machine, results, elapsed):
                     best = (p, med)
             row.append(LABELS[best[0]] if best else "-")
             row.append(fmt_ratio(best[1] / base) if best and base else "-")
-            fl = floor_of(case, floors[t]) if "error" not in floors.get(t, {"error": 1}) else None
+            fl = floor_at(case, floors, t)
             row.append(fmt_time(fl["floor_s"]) if fl else "-")
             row.append(f"{base / fl['floor_s']:.1f}" if fl and base else "-")
             rows.append(row)
@@ -498,9 +504,9 @@ def report(args, machine, results, elapsed):
     for name in args.cases:
         case = CASES[name]
         for t in args.threads:
-            if "error" in floors.get(t, {"error": 1}):
+            fl = floor_at(case, floors, t)
+            if fl is None:
                 continue
-            fl = floor_of(case, floors[t])
             rows.append([name, t, fmt_bytes(case.x_bytes), f"{case.flops / 1e9:.3g}", fmt_time(fl["memory_s"]), fmt_time(fl["gemm_s"]), fmt_time(fl["floor_s"])])
     add(md_table(["case", "threads", "bytes of X", "GFLOP (4 N D K)", "X / bandwidth", "FLOPs / GEMM peak", "floor"], rows) + "\n")
 
