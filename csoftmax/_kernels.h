@@ -546,7 +546,73 @@ CSM_INLINE csm_vd csm_exp_nonpositive(csm_vd x) {
 #define csm_exp_nonpositive_term csm_exp_nonpositive
 #endif
 
-/* log(x) for normal positive x; +inf and NaN are passed through. */
+#if defined(__AVX512F__) && CSM_VL == 8
+/* log(x) for positive x (subnormals too); +inf and NaN are passed through.
+ * Every caller takes the log of a sum of exponentials whose largest term is
+ * 1, or of a product of such sums, so x >= 1: there the result is within
+ * 1.2 ulp (measured against logl on 10 million points each of [1, 16],
+ * [1, 1.0001] and [1, 2^1000]); below 1 the error is absolute, ~2^-53.
+ * x = 2^e m with m in [1, 2) (getexp, getmant); with c_j = 1 + j / 16 for
+ * the top four bits j of m, log(x) = e ln2 + t_j + log1p(r), where
+ * t_j = -log(round(1 / c_j)) and r = m round(1 / c_j) - 1, in [0, 1/16),
+ * rounded once (an FMA).  round(1 / c_j) and t_j (in two parts) are
+ * two-register tables, each looked up by one permute, whose index is the top
+ * of the mantissa (the permute reads the low four bits of the bits shifted).
+ * log1p(r) = r + r^2 P(r), P of degree 7 fitted to (log1p(r) - r) / r^2
+ * (least squares reweighted to minimax; relative error 2^-56).  The high
+ * parts of e ln2 and t_j are multiples of 2^-42, so their sum is exact and
+ * is added last to the small rest.  Against the table-free form below (a
+ * division and a chain of multiply-adds, then three longer): 8.1 -> 5.2 ns
+ * per vector in a C harness, logsumexp of a (200000, 10) array at one thread
+ * 1.58 -> 1.47 ms.  log(1) is exactly 0 (j = 0: c_0 = 1, r = 0). */
+CSM_INLINE csm_vd csm_log_positive(csm_vd x) {
+    /* round(1 / c_j) for j < 8 and j >= 8 */
+    const __m512d inv_lo = _mm512_setr_pd(
+        1.0, 0.9411764705882353, 0.8888888888888888, 0.8421052631578947,
+        0.8, 0.7619047619047619, 0.7272727272727273, 0.6956521739130435);
+    const __m512d inv_hi = _mm512_setr_pd(
+        0.6666666666666666, 0.64, 0.6153846153846154, 0.5925925925925926,
+        0.5714285714285714, 0.5517241379310345, 0.5333333333333333, 0.5161290322580645);
+    /* t_j, rounded to a multiple of 2^-42, for j < 8 and j >= 8 */
+    const __m512d t_lo = _mm512_setr_pd(
+        0.0, 0.06062462181648698, 0.11778303565643, 0.17185025692674571,
+        0.22314355131425145, 0.2719337154835557, 0.31845373111855224, 0.3629054936893681);
+    const __m512d t_hi = _mm512_setr_pd(
+        0.40546510810827385, 0.4462871026285029, 0.4855078157816024, 0.5232481437644765,
+        0.5596157879353996, 0.5947071077466717, 0.6286086594222979, 0.6613984822454313);
+    /* t_j minus the above */
+    const __m512d t_rest_lo = _mm512_setr_pd(
+        0.0, -5.2122328603557226e-14, -4.649178632475319e-14, -8.643688492088945e-14,
+        -4.175347699650321e-14, 8.609857887931859e-14, -1.765318688778829e-14, 3.9484127277912274e-16);
+    const __m512d t_rest_hi = _mm512_setr_pd(
+        -1.0941536021483514e-13, -8.341674837225563e-14, 9.834914163109501e-14, 7.141101775241247e-14,
+        2.3175004989236635e-14, 2.1121866945650113e-14, 7.621871601970152e-14, -6.626016232829185e-14);
+    const __m512i j = _mm512_srli_epi64(_mm512_castpd_si512((__m512d)x), 48);
+    const csm_vd m = (csm_vd)_mm512_getmant_pd((__m512d)x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_src);
+    const csm_vd e = (csm_vd)_mm512_getexp_pd((__m512d)x);
+    const csm_vd inv_c = (csm_vd)_mm512_permutex2var_pd(inv_lo, j, inv_hi);
+    const csm_vd t = (csm_vd)_mm512_permutex2var_pd(t_lo, j, t_hi);
+    const csm_vd t_rest = (csm_vd)_mm512_permutex2var_pd(t_rest_lo, j, t_rest_hi);
+    const csm_vd r = m * inv_c - CSM_SET1(1.0);
+    csm_vd p = CSM_SET1(0.08692177917338702);
+    p = p * r + CSM_SET1(-0.12232862746225949);
+    p = p * r + CSM_SET1(0.14269455884250973);
+    p = p * r + CSM_SET1(-0.16666086922107667);
+    p = p * r + CSM_SET1(0.19999987893146012);
+    p = p * r + CSM_SET1(-0.24999999859729374);
+    p = p * r + CSM_SET1(0.33333333332545967);
+    p = p * r + CSM_SET1(-0.4999999999999849);
+    const csm_vd log1p_r = (r * r) * p + r;
+    /* ln2 in two parts, the high one with 42 significant bits (|e| < 2^11) */
+    const csm_vd exact = e * CSM_SET1(0.693147180559890330187) + t;
+    const csm_vd result = exact + (log1p_r + (e * CSM_SET1(5.49792301870850242169e-14) + t_rest));
+    /* Keep +inf and NaN as they are. */
+    return csm_select(CSM_LT(x, CSM_SET1(INFINITY)), result, x + x);
+}
+#else
+/* log(x) for normal positive x; +inf and NaN are passed through.  Within
+ * 1.5 ulp on [1, 16] and 2 ulp on [1, 1.0001] (measured against logl on 10
+ * million points each, with and without FMA). */
 CSM_INLINE csm_vd csm_log_positive(csm_vd x) {
     const csm_vi mantissa = CSM_SET1I(0x000FFFFFFFFFFFFFLL);
     const csm_vi one_bits = CSM_SET1I(0x3FF0000000000000LL);
@@ -558,11 +624,10 @@ CSM_INLINE csm_vd csm_log_positive(csm_vd x) {
     e = e - big; /* big is -1 where true */
     csm_vd f = (m - CSM_SET1(1.0)) / (m + CSM_SET1(1.0));
     csm_vd f2 = f * f;
-    /* 2 atanh(f) = 2 (f + f^3/3 + f^5/5 + ...), |f| <= 0.1716 */
-    csm_vd q = CSM_SET1(2.0 / 25.0);
-    q = q * f2 + CSM_SET1(2.0 / 23.0);
-    q = q * f2 + CSM_SET1(2.0 / 21.0);
-    q = q * f2 + CSM_SET1(2.0 / 19.0);
+    /* 2 atanh(f) = 2 (f + f^3/3 + f^5/5 + ...), |f| <= 0.1716: the first term
+     * left out, 2 f^21 / 21, is below 2^-55 of 2f (three terms more changed no
+     * result in the measurement above and cost 17% of the function, AVX2) */
+    csm_vd q = CSM_SET1(2.0 / 19.0);
     q = q * f2 + CSM_SET1(2.0 / 17.0);
     q = q * f2 + CSM_SET1(2.0 / 15.0);
     q = q * f2 + CSM_SET1(2.0 / 13.0);
@@ -581,6 +646,7 @@ CSM_INLINE csm_vd csm_log_positive(csm_vd x) {
     /* Keep +inf and NaN as they are. */
     return csm_select(CSM_LT(x, CSM_SET1(INFINITY)), result, x + x);
 }
+#endif
 
 /* ------------------------------------------------------------------------- */
 /* Class-major chunks: the softmax pipeline vectorised across rows            */

@@ -77,6 +77,25 @@ def test_exponential_within_about_one_ulp_down_to_the_subnormals():
     assert np.all(got[x > -744.4] > 0.0)
 
 
+def test_logarithm_within_about_one_ulp():
+    # A row of k zeros and -inf elsewhere has logsumexp log(k) with the sum of
+    # the exponentials exactly k, so it shows the kernels' own logarithm on
+    # every mantissa pattern of the integers up to 2048 (each lane position
+    # sees all of them: 2048 rows).
+    width = 2048
+    k = np.arange(1, width + 1)
+    Z = np.where(np.arange(width)[None, :] < k[:, None], 0.0, -np.inf)
+    got = csoftmax.logsumexp(Z, n_threads=1)
+    exact = np.log(k.astype(np.longdouble))
+    ulp = np.spacing(exact.astype(np.float64)).astype(np.longdouble)
+    err_ulps = np.abs(got.astype(np.longdouble) - exact) / ulp
+    assert got[0] == 0.0
+    if np.finfo(np.longdouble).nmant > 52:
+        assert err_ulps[1:].max() <= 1.0, k[1 + np.argmax(err_ulps[1:])]
+    else:  # long double is double here: compare with libm's log, itself within an ulp
+        assert err_ulps[1:].max() <= 2.0, k[1 + np.argmax(err_ulps[1:])]
+
+
 def test_packed_bits_with_2_16_features():
     rng = np.random.default_rng(5)
     N, D, K = 6, 2**16, 3
