@@ -91,9 +91,6 @@ cdef extern from "_kernels.h" nogil:
     void csm_logits_d(const double* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
                       const double* W, Py_ssize_t ldw, const double* WB, Py_ssize_t K, const double* bias,
                       double* Z, Py_ssize_t ldc)
-    void csm_logits_f(const float* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
-                      const double* W, Py_ssize_t ldw, const double* WB, Py_ssize_t K, const double* bias,
-                      double* Z, Py_ssize_t ldc)
     void csm_logits_s(const float* X, Py_ssize_t ldx, Py_ssize_t n_rows, Py_ssize_t D,
                       const float* Ws, const double* W, Py_ssize_t ldw, const float* WBs, Py_ssize_t K,
                       const double* bias,

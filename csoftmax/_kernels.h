@@ -38,9 +38,11 @@
 #if defined(__GNUC__) || defined(__clang__)
 #define CSM_VECTOR_EXT 1
 #define CSM_INLINE static inline __attribute__((always_inline))
+#define CSM_MAYBE_UNUSED __attribute__((unused))
 #else
 #define CSM_VECTOR_EXT 0
 #define CSM_INLINE static __forceinline
+#define CSM_MAYBE_UNUSED
 #endif
 
 /* Lanes of float64 per vector, and register-block sizes that fit the register
