@@ -62,9 +62,7 @@ cdef int capi_loss_gradient(
         return STATUS_NO_MEMORY
     memset(sums, 0, (1 + K * D + K) * sizeof(double))
     src = capi_source(X, xs0, xs1, D)
-    ok_model = model_from(&model, W, K, D, ldw, 1, b, transposed_model(&src, K), -INFINITY)
-    if ok_model == 0:
-        ok_model = add_shifted_layout(&model)
+    ok_model = model_from(&model, W, K, D, ldw, 1, b, transposed_model(&src, K), -INFINITY, True)
     if ok_model < 0:
         free(sums)
         return STATUS_NO_MEMORY
@@ -239,7 +237,7 @@ cdef int capi_predict(
             or (N > 0 and (X == NULL or labels_out == NULL))):
         return STATUS_BAD_ARGUMENT
     src = capi_source(X, xs0, xs1, D)
-    ok_model = model_from(&model, W, K, D, ldw, 1, b, transposed_model(&src, K), -INFINITY)
+    ok_model = model_from(&model, W, K, D, ldw, 1, b, transposed_model(&src, K), -INFINITY, False)
     if ok_model != 0:
         if ok_model > 0:
             model_free(&model)

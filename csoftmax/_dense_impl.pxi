@@ -213,7 +213,7 @@ cdef struct Model:
     float* Ws         # K x D float32 copy (float32 X)
     double* WB        # W's broadcast layout for short float64 rows (csm_broadcast_layout), or NULL
     float* WBs        # W's layout for short float32 rows (csm_short_layout_s), or NULL
-    float* WBs0       # for the float32 label loss (add_shifted_layout): the layout of w_k - w_0 (k >= 1), or NULL
+    float* WBs0       # instead for the float32 label loss (shifted_layout): the layout of w_k - w_0 (k >= 1), or NULL
     double* bias0     # then b_k - b_0 (k >= 1), followed by the K - 1 rows w_k - w_0
 
 
@@ -677,9 +677,11 @@ cdef inline void model_clear(Model* m) noexcept nogil:
 
 cdef int model_from(Model* m, const floating* W, Py_ssize_t K, Py_ssize_t D,
                     Py_ssize_t sw0, Py_ssize_t sw1,         # element strides of W
-                    const floating* b, bint transposed, double padding) noexcept nogil:
+                    const floating* b, bint transposed, double padding, bint label_loss) noexcept nogil:
     """Float64 copies of W (K x D) and b (zeros when NULL); with ``transposed``
-    also W^T padded to ldz columns followed by b padded with ``padding``.
+    also W^T padded to ldz columns followed by b padded with ``padding``, else
+    W's layout for short rows where they take one (``label_loss``: the
+    layouts the label loss reads, see shifted_layout).
 
     Returns 0, -1 when memory is short, or 1 (copies made) when W or b holds
     NaN or inf: the parameters are small, so they are checked here, while
@@ -744,31 +746,35 @@ cdef int model_from(Model* m, const floating* W, Py_ssize_t K, Py_ssize_t D,
         # the row tile (the broadcast tile in builds without it).
         if floating is double:
             m.WB = <double*> malloc(broadcast_size * sizeof(double))
+            if m.WB == NULL:
+                model_free(m)
+                return -1
+            csm_broadcast_layout(m.W, D, K, D, m.WB, NULL)
+        elif label_loss and shifted_layout_size(K, D) > 0:
+            if shifted_layout(m) < 0:
+                return -1
         else:
             m.WBs = <float*> malloc(broadcast_size * sizeof(float))
-        if m.WB == NULL and m.WBs == NULL:
-            model_free(m)
-            return -1
-        if floating is double:
-            csm_broadcast_layout(m.W, D, K, D, m.WB, NULL)
-        else:
+            if m.WBs == NULL:
+                model_free(m)
+                return -1
             csm_short_layout_s(m.W, D, K, D, m.WBs)
     return 0 if check == 0.0 else 1
 
 
-cdef int add_shifted_layout(Model* m) noexcept nogil:
-    """m.WBs0 and m.bias0 (see Model) for a model with W's float32 short-row
-    layout, built by the label-loss entry points only (the float32 label loss
-    takes the logits relative to class 0 through them,
-    csm_logits_rows_shifted_s: one class fewer in the row tile; predictions
-    and Hessian products never read them).  0, or -1 when memory is short,
-    the model then freed."""
+cdef inline Py_ssize_t shifted_layout_size(Py_ssize_t K, Py_ssize_t D) noexcept nogil:
+    return csm_short_layout_size_s(K - 1, D) if (CSM_LABEL_LOSS_S and K >= 2) else 0
+
+
+cdef int shifted_layout(Model* m) noexcept nogil:
+    """m.WBs0 and m.bias0 (see Model), for short float32 rows in the label
+    loss, in place of W's own layout (m.WBs, which it never reads): the
+    float32 label loss takes the logits relative to class 0 through them
+    (csm_logits_rows_shifted_s: one class fewer in the row tile).  0, or -1
+    when memory is short, the model then freed."""
     cdef Py_ssize_t K = m.K, D = m.D, k, i
-    cdef Py_ssize_t size = csm_short_layout_size_s(K - 1, D) if (CSM_LABEL_LOSS_S and K >= 2) else 0
     cdef double* differences
-    if m.WBs == NULL or size == 0:
-        return 0
-    m.WBs0 = <float*> malloc(size * sizeof(float))
+    m.WBs0 = <float*> malloc(shifted_layout_size(K, D) * sizeof(float))
     m.bias0 = <double*> malloc((K - 1) * (D + 1) * sizeof(double))
     if m.WBs0 == NULL or m.bias0 == NULL:
         model_free(m)
@@ -783,12 +789,12 @@ cdef int add_shifted_layout(Model* m) noexcept nogil:
 
 
 cdef int model_new(Model* m, const floating[:, :] W, const floating[::1] b, bint transposed,
-                   double padding) noexcept nogil:
+                   double padding, bint label_loss) noexcept nogil:
     """:func:`model_from` for memoryviews (b may be None)."""
     cdef Py_ssize_t K = W.shape[0], D = W.shape[1]
     return model_from(m, &W[0, 0] if K * D > 0 else NULL, K, D,
                       W.strides[0] // <Py_ssize_t> sizeof(floating), W.strides[1] // <Py_ssize_t> sizeof(floating),
-                      &b[0] if (b is not None and K > 0) else NULL, transposed, padding)
+                      &b[0] if (b is not None and K > 0) else NULL, transposed, padding, label_loss)
 
 
 cdef void model_free(Model* m) noexcept nogil:
@@ -804,7 +810,7 @@ cdef void model_free(Model* m) noexcept nogil:
 
 
 cdef int model_for_source(Model* m, Source* src, Py_ssize_t N, const floating[:, :] W,
-                          const floating[::1] b, double padding) noexcept nogil:
+                          const floating[::1] b, double padding, bint label_loss) noexcept nogil:
     """:func:`model_new` in the layout ``src`` wants.  For bit-packed rows it
     also chooses the group tables (sets ``src.group_bits``) and builds them.
 
@@ -814,7 +820,7 @@ cdef int model_for_source(Model* m, Source* src, Py_ssize_t N, const floating[:,
     and stores per row of nibble groups but are 16x bigger.  Calls of a few
     rows (training-loop batches) iterate over the set bits instead.
     """
-    cdef int ok = model_new(m, W, b, transposed_model(src, W.shape[0]), padding), gb
+    cdef int ok = model_new(m, W, b, transposed_model(src, W.shape[0]), padding, label_loss), gb
     cdef Py_ssize_t size
     if ok != 0 or src.kind != KIND_BITS:
         return ok
@@ -1009,9 +1015,7 @@ cdef object loss_gradient_core(
         weights_ptr = &weights[0]
     with nogil:
         sums = <double*> malloc((1 + K * D + K) * sizeof(double))
-        ok_model = model_for_source(&model, src, N, W, b, -INFINITY)
-        if ok_model == 0 and labels_ptr != NULL:
-            ok_model = add_shifted_layout(&model)
+        ok_model = model_for_source(&model, src, N, W, b, -INFINITY, labels_ptr != NULL)
         if ok_model < 0 or sums == NULL:
             status = STATUS_NO_MEMORY
         elif ok_model > 0:
@@ -1113,8 +1117,8 @@ cdef object hessian_core(
         weights_ptr = &weights[0]
     with nogil:
         sums = <double*> malloc((1 + K * D + K) * sizeof(double))
-        ok_model = model_for_source(&model, src, N, W, b, -INFINITY)
-        ok_direction = model_for_source(&direction, src, N, V, Vb, 0.0)
+        ok_model = model_for_source(&model, src, N, W, b, -INFINITY, False)
+        ok_direction = model_for_source(&direction, src, N, V, Vb, 0.0, False)
         if ok_model < 0 or ok_direction < 0 or sums == NULL:
             status = STATUS_NO_MEMORY
         elif ok_model > 0 or ok_direction > 0:
@@ -1206,7 +1210,7 @@ cdef object predict_core(
     if labels_out is not None and N > 0:
         L_ptr = &labels_out[0]
     with nogil:
-        ok_model = model_for_source(&model, src, N, W, b, -INFINITY)
+        ok_model = model_for_source(&model, src, N, W, b, -INFINITY, False)
         if ok_model < 0:
             status = STATUS_NO_MEMORY
         elif ok_model > 0:
