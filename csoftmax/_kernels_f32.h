@@ -44,25 +44,26 @@ CSM_INLINE csm_vs csm_load_s(const float* p) { csm_vs v; memcpy(&v, p, sizeof v)
  * 4 features of the 8 rows is transposed in registers, then every class of
  * the block takes 4 FMAs with its weights broadcast from the short-row
  * layout (csm_short_layout_s).  Runs of CSM_ROWS_RUN features are summed in
- * float32, in order, and added to float64 accumulators.
+ * float32, in order, and the runs' sums added in float32 too, the total then
+ * widened: for rows of at most 256 features (the tile's), the rounding of at
+ * most 15 + 15 additions, where a plain float32 dot product (the peers'
+ * GEMMs) has one per feature.  Widening each run's sum into float64
+ * accumulators instead (the conversion crosses the register halves) took 52
+ * cycles per row in L1 for the digits' 64 features and 9 classes against 43
+ * (a C harness; the digits-like float32 loss and gradient at 1 thread 7.6 ->
+ * 7.3 ms), and where the float32 L-BFGS digits fit of the tests stopped was
+ * the same to its rounding (objective 2e-8 to 3e-7 above the optimum's over
+ * six perturbations of the sample weights, either way).
  *
  * Measured on the digits-like float32 logits (D = 64, K = 10, 1 thread, one
  * run): 2048 rows in L1 0.057 -> 0.047 ms against the broadcast and pair
- * tiles, 200000 rows from memory 5.4 -> 4.2 ms.  The widenings and the
- * transposes share the shuffle pipes, so the run length sets the time: 83,
- * 60, 53 and 52 cycles per row in L1 with runs of 8, 16, 32 and 64 features
- * (8 x 8 transposes, a C harness); the whole digits-like loss and gradient
- * took 9.1, 8.1 and 8.0 ms with runs of 8, 16 and 32.  Rounding decides
- * between 16 and 32: the float32 L-BFGS digits fit of the tests ends at 0.44
- * of its tolerance (on the intercepts) with the broadcast and pair tiles,
- * 0.52 with runs of 16, 0.75 with 32 (and fails in the sanitizer build,
- * compiled at -O1), 0.86 with 8: where the fit stops moves with any change of
- * rounding, not in step with the run length. */
+ * tiles, 200000 rows from memory 5.4 -> 4.2 ms.  The run length is a matter
+ * of rounding only: one run of 64 features takes as long as four of 16. */
 #define CSM_ROWS_TILE 1
 #define CSM_ROWS_RUN 16
 /* Classes per block: the 4 transposed features, the partial sums and the
- * float64 accumulators of 10 classes leave 8 of the 32 vector registers for
- * the shuffles. */
+ * sums of the runs of 10 classes leave 8 of the 32 vector registers for the
+ * shuffles. */
 #define CSM_ROWS_KB 10
 
 CSM_INLINE ptrdiff_t csm_rows_padded(ptrdiff_t D) { return (D + 3) / 4 * 4; }
@@ -158,8 +159,8 @@ CSM_INLINE void csm_rows_fma_s(const __m256* f, const float* w, const int kb, __
 CSM_INLINE void csm_logits_rows_tile_s(const float* const* x, const float* wr, ptrdiff_t D, const int kb,
                                        const float* const* next, csm_vd* out)
 {
-    csm_vd acc[CSM_ROWS_KB];
-    for (int c = 0; c < kb; c++) acc[c] = CSM_SET1(0.0);
+    __m256 runs[CSM_ROWS_KB];
+    for (int c = 0; c < kb; c++) runs[c] = _mm256_setzero_ps();
     for (ptrdiff_t i0 = 0; i0 < D; i0 += CSM_ROWS_RUN) {
         const ptrdiff_t i1 = D - i0 < CSM_ROWS_RUN ? D : i0 + CSM_ROWS_RUN;
         __m256 part[CSM_ROWS_KB], f[4];
@@ -171,9 +172,9 @@ CSM_INLINE void csm_logits_rows_tile_s(const float* const* x, const float* wr, p
             csm_rows_group_s(x, i, i1 - i < 4 ? (int)(i1 - i) : 4, f);
             csm_rows_fma_s(f, wr + i * kb, kb, part);
         }
-        for (int c = 0; c < kb; c++) acc[c] += (csm_vd)_mm512_cvtps_pd(part[c]);
+        for (int c = 0; c < kb; c++) runs[c] = _mm256_add_ps(runs[c], part[c]);
     }
-    for (int c = 0; c < kb; c++) out[c] = acc[c];
+    for (int c = 0; c < kb; c++) out[c] = (csm_vd)_mm512_cvtps_pd(runs[c]);
 }
 
 /* kb classes of the rows of a chunk (X, n_rows rows rounded up to 8, the
