@@ -79,9 +79,9 @@ def test_exponential_within_about_one_ulp_down_to_the_subnormals():
 
 def test_logarithm_within_about_one_ulp():
     # A row of k zeros and -inf elsewhere has logsumexp log(k) with the sum of
-    # the exponentials exactly k, so it shows the kernels' own logarithm on
-    # every mantissa pattern of the integers up to 2048 (each lane position
-    # sees all of them: 2048 rows).
+    # the exponentials exactly k, so it shows the kernels' own logarithm: on
+    # the integers up to 2048, whose top mantissa bits (what a table-driven
+    # log looks up) take every value in every lane position of a vector.
     width = 2048
     k = np.arange(1, width + 1)
     Z = np.where(np.arange(width)[None, :] < k[:, None], 0.0, -np.inf)
