@@ -3,7 +3,7 @@
  * Included by _kernels.h when vector extensions are available.  The dot
  * products of the logits run in float32 lanes over the features and are
  * widened to float64 before the lanes are summed (in AVX-512 builds short
- * rows sum runs of features in float32, see the row tile); the gradient's
+ * rows sum all their features in float32, in runs, see the row tile); the gradient's
  * rank update accumulates one chunk of rows (at most CSM_CHUNK) in float32 registers and
  * adds that into the float64 gradient, so sums across chunks, partitions and
  * threads are float64.  W is used as a float32 copy.
