@@ -1577,16 +1577,11 @@ static void csm_broadcast_layout(const double* W, ptrdiff_t ldw, ptrdiff_t K, pt
 #if CSM_VL > 1
 #define CSM_LOGITS_BCAST csm_logits_bcast_tile_d
 #endif
-#if CSM_VL == 8 && defined(__AVX512F__)
-/* the features after the last whole vector, masked (csm_rank_tile_tail_d) */
-#define CSM_LOADX_TAIL(p, lanes) ((csm_vd)_mm512_maskz_loadu_pd((lanes), (p)))
-#endif
 #include "_kernels_typed.h"
 #undef CSM_XT
 #undef CSM_SFX
 #undef CSM_LOADX
 #undef CSM_LOGITS_BCAST
-#undef CSM_LOADX_TAIL
 
 #define CSM_XT float
 #define CSM_SFX(name) name##_f

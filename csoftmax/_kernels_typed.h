@@ -181,24 +181,25 @@ static void CSM_SFX(csm_rank_tail)(
     }
 }
 
-#ifdef CSM_LOADX_TAIL
-/* As the tile with one vector, for the last rem < CSM_VL features (masked
- * loads and stores): the same sums in the same order as csm_rank_tail, whose
- * chains of dependent additions, one per class and feature, took most of
- * the rank update of short rows (200000 x 13 x 3 float64 rows, 5 features
- * left over: loss and gradient at 1 thread 3.8 -> 2.4 ms). */
+#if CSM_VL > 1
+/* As the tile with one vector, for the last rem < CSM_VL features (partial
+ * loads and stores, masked where the instruction set has them): the same
+ * sums in the same order as csm_rank_tail, whose chains of dependent
+ * additions, one per class and feature, took most of the rank update of
+ * short rows (200000 x 13 x 3 float64 rows, 5 features left over: loss and
+ * gradient at 1 thread 3.8 -> 2.4 ms with AVX-512; with AVX2, 200000 x 15
+ * x 3, 3 features left over: 4.0 -> 3.2 ms). */
 CSM_INLINE void CSM_SFX(csm_rank_tile_tail)(
         const CSM_XT* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t i, int rem,
         const double* R, ptrdiff_t rr, ptrdiff_t rk, const int kb, double* G, ptrdiff_t ldg)
 {
-    const __mmask8 lanes = (__mmask8)((1u << rem) - 1u);
     csm_vd g[CSM_KB];
-    for (int kk = 0; kk < kb; kk++) g[kk] = (csm_vd)_mm512_maskz_loadu_pd(lanes, G + kk * ldg + i);
+    for (int kk = 0; kk < kb; kk++) g[kk] = csm_load_part_d(G + kk * ldg + i, rem);
     for (ptrdiff_t r = 0; r < n_rows; r++) {
-        const csm_vd xv = CSM_LOADX_TAIL(X + r * ldx + i, lanes);
+        const csm_vd xv = CSM_SFX(csm_load_part)(X + r * ldx + i, rem);
         for (int kk = 0; kk < kb; kk++) g[kk] += CSM_SET1(R[r * rr + kk * rk]) * xv;
     }
-    for (int kk = 0; kk < kb; kk++) _mm512_mask_storeu_pd(G + kk * ldg + i, lanes, (__m512d)g[kk]);
+    for (int kk = 0; kk < kb; kk++) csm_store_part_d(G + kk * ldg + i, rem, g[kk]);
 }
 #define CSM_RANK_TILE_TAIL(KB_)                                                                      \
     if (i < D) {                                                                                     \
