@@ -38,11 +38,9 @@
 #if defined(__GNUC__) || defined(__clang__)
 #define CSM_VECTOR_EXT 1
 #define CSM_INLINE static inline __attribute__((always_inline))
-#define CSM_MAYBE_UNUSED __attribute__((unused))
 #else
 #define CSM_VECTOR_EXT 0
 #define CSM_INLINE static __forceinline
-#define CSM_MAYBE_UNUSED
 #endif
 
 /* Lanes of float64 per vector, and register-block sizes that fit the register
@@ -1583,6 +1581,9 @@ static void csm_broadcast_layout(const double* W, ptrdiff_t ldw, ptrdiff_t K, pt
 #undef CSM_LOADX
 #undef CSM_LOGITS_BCAST
 
+#if !CSM_VECTOR_EXT
+/* float32 rows widened as read, for builds without vectors (which have no
+ * float32 kernels of their own, _kernels_f32.h) */
 #define CSM_XT float
 #define CSM_SFX(name) name##_f
 #define CSM_LOADX csm_load_f
@@ -1590,6 +1591,7 @@ static void csm_broadcast_layout(const double* W, ptrdiff_t ldw, ptrdiff_t K, pt
 #undef CSM_XT
 #undef CSM_SFX
 #undef CSM_LOADX
+#endif
 
 /* uint8 (and bool, which has the same bytes) rows widened for the float
  * kernels, a chunk at a time: dst[r * D + i] = X[r * s0 + i * s1] for

@@ -476,29 +476,47 @@ CSM_INLINE void csm_rank_tile_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows,
     }
 }
 
-#ifdef CSM_ROWS_TILE
+/* The first n < CSM_VS_LANES floats at p, zeros after them. */
+CSM_INLINE csm_vs csm_load_part_s(const float* p, ptrdiff_t n) {
+#if defined(__AVX512F__) && CSM_VL == 8
+    return (csm_vs)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1u), p);
+#elif defined(__AVX2__) && CSM_VL == 4
+    return (csm_vs)_mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n),
+                                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+#elif defined(__SSE2__) && CSM_VL == 2
+    /* loads of 1 and 2 floats, never past p[n - 1]: built lane by lane
+     * (through memory), the partial vector cost more than the tile saved */
+    if (n == 1) return (csm_vs)_mm_load_ss(p);
+    const __m128 two = _mm_loadl_pi(_mm_setzero_ps(), (const __m64*)p);
+    return (csm_vs)(n == 2 ? two : _mm_movelh_ps(two, _mm_load_ss(p + 2)));
+#else
+    csm_vs v = CSM_SET1S(0.0f);
+    for (ptrdiff_t l = 0; l < n; l++) v[l] = p[l];
+    return v;
+#endif
+}
+
 /* As csm_rank_tile_s with one vector, for the last rem < CSM_VS_LANES
- * features (AVX-512 builds: masked loads and stores).  The features after
- * the whole vectors had been summed one by one, in float64, a chain of
- * dependent additions per class and feature: 200000 x 13 x 3 float32 rows,
- * loss and gradient at 1 thread 6.6 -> 1.9 ms. */
+ * features (partial loads and stores, masked where the instruction set has
+ * them).  The features after the whole vectors had been summed one by one,
+ * in float64, a chain of dependent additions per class and feature: 200000
+ * x 13 x 3 float32 rows, loss and gradient at 1 thread 6.6 -> 1.9 ms with
+ * AVX-512; 200000 x 15 x 3, 9.1 -> 6.1 ms with AVX2, and 200000 x 13 x 10,
+ * 20.3 -> 19.4 ms in baseline builds. */
 CSM_INLINE void csm_rank_tile_tail_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t i, int rem,
                                      const float* Rs, const int kb, double* G, ptrdiff_t ldg)
 {
-    const __mmask16 load = (__mmask16)((1u << rem) - 1u);
-    const __mmask8 lo = (__mmask8)(rem >= 8 ? 0xFFu : (1u << rem) - 1u);
-    const __mmask8 hi = (__mmask8)(rem > 8 ? (1u << (rem - 8)) - 1u : 0u);
+    const ptrdiff_t n_lo = rem < CSM_VL ? rem : CSM_VL, n_hi = rem - n_lo;
     csm_vs g[CSM_KB];
     for (int kk = 0; kk < kb; kk++) g[kk] = CSM_SET1S(0.0f);
     for (ptrdiff_t r = 0; r < n_rows; r++) {
-        const csm_vs xv = (csm_vs)_mm512_maskz_loadu_ps(load, X + r * ldx + i);
+        const csm_vs xv = csm_load_part_s(X + r * ldx + i, rem);
         for (int kk = 0; kk < kb; kk++) g[kk] += CSM_SET1S(Rs[kk * CSM_CHUNK + r]) * xv;
     }
     for (int kk = 0; kk < kb; kk++) {
         double* gg = G + kk * ldg + i;
-        _mm512_mask_storeu_pd(gg, lo, _mm512_add_pd(_mm512_maskz_loadu_pd(lo, gg), (__m512d)CSM_LO_HALF(g[kk])));
-        _mm512_mask_storeu_pd(gg + CSM_VL, hi,
-                              _mm512_add_pd(_mm512_maskz_loadu_pd(hi, gg + CSM_VL), (__m512d)CSM_HI_HALF(g[kk])));
+        csm_store_part_d(gg, n_lo, csm_load_part_d(gg, n_lo) + CSM_LO_HALF(g[kk]));
+        if (n_hi > 0) csm_store_part_d(gg + CSM_VL, n_hi, csm_load_part_d(gg + CSM_VL, n_hi) + CSM_HI_HALF(g[kk]));
     }
 }
 #define CSM_RANK_TAIL_S(KB_)                                                       \
@@ -506,9 +524,6 @@ CSM_INLINE void csm_rank_tile_tail_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_
         csm_rank_tile_tail_s(Xb, ldx, nb, i, (int)(D - i), Rs, KB_, Gk, ldg);      \
         i = D;                                                                     \
     }
-#else
-#define CSM_RANK_TAIL_S(KB_)
-#endif
 
 #define CSM_RANK_CASE_S(KB_)                                                              \
     case KB_:                                                                             \
@@ -519,12 +534,11 @@ CSM_INLINE void csm_rank_tile_tail_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_
         CSM_RANK_TAIL_S(KB_)                                                              \
         break;
 
-/* The whole float32 vectors of features (and, in AVX-512 builds, the rest
- * as one masked vector) of a block of kb classes and nb <= CSM_CHUNK rows,
- * Rs the block's float32 residuals (Rs[kk * CSM_CHUNK + r]); returns the
- * first feature not done. */
-CSM_INLINE ptrdiff_t csm_rank_block_s(const float* Xb, ptrdiff_t ldx, ptrdiff_t nb, ptrdiff_t D,
-                                      const float* Rs, int kb, double* Gk, ptrdiff_t ldg)
+/* The features of a block of kb classes and nb <= CSM_CHUNK rows, in whole
+ * float32 vectors and the rest as one partial vector, Rs the block's float32
+ * residuals (Rs[kk * CSM_CHUNK + r]). */
+CSM_INLINE void csm_rank_block_s(const float* Xb, ptrdiff_t ldx, ptrdiff_t nb, ptrdiff_t D,
+                                 const float* Rs, int kb, double* Gk, ptrdiff_t ldg)
 {
     ptrdiff_t i = 0;
     switch (kb) {
@@ -540,12 +554,12 @@ CSM_INLINE ptrdiff_t csm_rank_block_s(const float* Xb, ptrdiff_t ldx, ptrdiff_t 
 #endif
         default: break;
     }
-    return i;
 }
 
-/* As csm_rank_update_f, with float32 arithmetic inside blocks of at most
- * CSM_CHUNK rows.  The residuals of each class block are rounded to float32
- * once per block (the tile multiplies in float32 either way). */
+/* G (K x D) += R^T X as csm_rank_update_d does it, for float32 X, with
+ * float32 arithmetic inside blocks of at most CSM_CHUNK rows.  The residuals
+ * of each class block are rounded to float32 once per block (the tile
+ * multiplies in float32 either way). */
 static void csm_rank_update_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t D,
                               const double* R, ptrdiff_t rr, ptrdiff_t rk, ptrdiff_t K, double* G, ptrdiff_t ldg)
 {
@@ -561,16 +575,14 @@ static void csm_rank_update_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows, p
             double* Gk = G + k0 * ldg;
             for (int kk = 0; kk < kb; kk++)
                 for (ptrdiff_t r = 0; r < nb; r++) Rs[kk * CSM_CHUNK + r] = (float)Rk[r * rr + kk * rk];
-            const ptrdiff_t i = csm_rank_block_s(Xb, ldx, nb, D, Rs, kb, Gk, ldg);
-            csm_rank_tail_f(Xb, ldx, nb, i, D, Rk, rr, rk, kb, Gk, ldg);
+            csm_rank_block_s(Xb, ldx, nb, D, Rs, kb, Gk, ldg);
         }
     }
 }
 
 #ifdef CSM_LABEL_LOSS_S
 /* G (K x D) += R^T X for one chunk of n_rows <= CSM_CHUNK rows whose
- * residuals are float32 already (csm_cm_label_loss_s): Rs[k * CSM_CHUNK + r].
- * These builds take every feature in the tiles (masked last vector). */
+ * residuals are float32 already (csm_cm_label_loss_s): Rs[k * CSM_CHUNK + r]. */
 static void csm_rank_update_rs(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t D,
                                const float* Rs, ptrdiff_t K, double* G, ptrdiff_t ldg)
 {

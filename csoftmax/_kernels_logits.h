@@ -81,7 +81,7 @@ CSM_INLINE void CSM_LOGITS_TILE(
  * whose tiles are long in arithmetic, only stream: there the bulk requests
  * made the rows arrive later (measured, 200000 x 64 x 10: predict 8.3 -> 6.3
  * ms; 100000 x 200 x 16: 20 -> 12.4 ms). */
-CSM_MAYBE_UNUSED static void CSM_LOGITS(
+static void CSM_LOGITS(
         const CSM_XT* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t D,
         const CSM_WT* W, ptrdiff_t ldw, const CSM_WT* WB, ptrdiff_t K, const double* bias,
         double* Z, ptrdiff_t ldc)

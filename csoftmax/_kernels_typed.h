@@ -1,8 +1,9 @@
 /* Logits and gradient rank-update kernels for one element type of X.
  *
- * Included twice by _kernels.h, with CSM_XT = double and float; CSM_SFX adds
- * the _d / _f suffix and CSM_LOADX loads CSM_VL values of X as float64 lanes
- * (float32 data is widened as it is read, so all arithmetic is float64).
+ * Included by _kernels.h with CSM_XT = double and, in builds without vectors
+ * (which have no float32 kernels of their own), float; CSM_SFX adds the _d /
+ * _f suffix and CSM_LOADX loads CSM_VL values of X as float64 lanes (float32
+ * data is widened as it is read, so all arithmetic is float64).
  */
 
 /* Class blocks of near-equal size, each at most CSM_KB classes. */
@@ -221,11 +222,8 @@ CSM_INLINE void CSM_SFX(csm_rank_tile_tail)(
 
 /* G[k, i] += sum_{r < n_rows} R[r * rr + k * rk] X[r, i] for k < K, i < D: the chunk's
  * contribution to the gradient, vectorised along the features.  Each element
- * of G receives the rows in order, so the sum is deterministic.  Builds with
- * vectors have float32 kernels of their own (_kernels_f32.h), which take only
- * csm_rank_tail_f from the float instantiation: this one and csm_logits_f are
- * then unused. */
-CSM_MAYBE_UNUSED static void CSM_SFX(csm_rank_update)(
+ * of G receives the rows in order, so the sum is deterministic. */
+static void CSM_SFX(csm_rank_update)(
         const CSM_XT* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t D,
         const double* R, ptrdiff_t rr, ptrdiff_t rk, ptrdiff_t K,
         double* G, ptrdiff_t ldg)
