@@ -15,6 +15,26 @@ typedef float csm_vs __attribute__((vector_size(CSM_VL * 8)));   /* 2 * CSM_VL f
 
 CSM_INLINE csm_vs csm_load_s(const float* p) { csm_vs v; memcpy(&v, p, sizeof v); return v; }
 
+/* The first n < CSM_VS_LANES floats at p, zeros after them. */
+CSM_INLINE csm_vs csm_load_part_s(const float* p, ptrdiff_t n) {
+#if defined(__AVX512F__) && CSM_VL == 8
+    return (csm_vs)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1u), p);
+#elif defined(__AVX2__) && CSM_VL == 4
+    return (csm_vs)_mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n),
+                                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+#elif defined(__SSE2__) && CSM_VL == 2
+    /* loads of 1 and 2 floats, never past p[n - 1]: built lane by lane
+     * (through memory), the partial vector cost more than the tile saved */
+    if (n == 1) return (csm_vs)_mm_load_ss(p);
+    const __m128 two = _mm_loadl_pi(_mm_setzero_ps(), (const __m64*)p);
+    return (csm_vs)(n == 2 ? two : _mm_movelh_ps(two, _mm_load_ss(p + 2)));
+#else
+    csm_vs v = CSM_SET1S(0.0f);
+    for (ptrdiff_t l = 0; l < n; l++) v[l] = p[l];
+    return v;
+#endif
+}
+
 /* The two halves of a float vector, widened to float64.  With AVX-512 and
  * AVX2, intrinsics: GCC lowers the generic form to one conversion per
  * quarter and reassembles the halves (measured: the float32 digits-like
@@ -416,6 +436,8 @@ CSM_INLINE void csm_logits_bcast_tile_s(const float* const* x, const float* WBs,
 #define CSM_LOGITS_ZERO CSM_SET1S(0.0f)
 #define CSM_LOGITS_LOADX csm_load_s
 #define CSM_LOGITS_LOADW csm_load_s
+#define CSM_LOGITS_LOADX_PART csm_load_part_s
+#define CSM_LOGITS_LOADW_PART csm_load_part_s
 /* Each float accumulator is widened to float64 before the lanes are summed:
  * summing them in float32 is cheaper, but its rounding measurably moves the
  * optimum an L-BFGS fit on float32 data reaches. */
@@ -430,6 +452,8 @@ CSM_INLINE void csm_logits_bcast_tile_s(const float* const* x, const float* WBs,
 #undef CSM_LOGITS_ZERO
 #undef CSM_LOGITS_LOADX
 #undef CSM_LOGITS_LOADW
+#undef CSM_LOGITS_LOADX_PART
+#undef CSM_LOGITS_LOADW_PART
 #undef CSM_LOGITS_WIDE
 #undef CSM_LOGITS_BCAST
 #undef CSM_LOGITS_ROWS
@@ -474,26 +498,6 @@ CSM_INLINE void csm_rank_tile_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_rows,
             csm_store_d(g + 3 * CSM_VL, csm_load_d(g + 3 * CSM_VL) + CSM_HI_HALF(g1[kk]));
         }
     }
-}
-
-/* The first n < CSM_VS_LANES floats at p, zeros after them. */
-CSM_INLINE csm_vs csm_load_part_s(const float* p, ptrdiff_t n) {
-#if defined(__AVX512F__) && CSM_VL == 8
-    return (csm_vs)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1u), p);
-#elif defined(__AVX2__) && CSM_VL == 4
-    return (csm_vs)_mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n),
-                                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
-#elif defined(__SSE2__) && CSM_VL == 2
-    /* loads of 1 and 2 floats, never past p[n - 1]: built lane by lane
-     * (through memory), the partial vector cost more than the tile saved */
-    if (n == 1) return (csm_vs)_mm_load_ss(p);
-    const __m128 two = _mm_loadl_pi(_mm_setzero_ps(), (const __m64*)p);
-    return (csm_vs)(n == 2 ? two : _mm_movelh_ps(two, _mm_load_ss(p + 2)));
-#else
-    csm_vs v = CSM_SET1S(0.0f);
-    for (ptrdiff_t l = 0; l < n; l++) v[l] = p[l];
-    return v;
-#endif
 }
 
 /* As csm_rank_tile_s with one vector, for the last rem < CSM_VS_LANES

@@ -124,6 +124,8 @@ static int CSM_SFX(csm_logits_few)(const CSM_XT* X, ptrdiff_t ldx, ptrdiff_t n_r
 #define CSM_LOGITS_ZERO CSM_SET1(0.0)
 #define CSM_LOGITS_LOADX CSM_LOADX
 #define CSM_LOGITS_LOADW csm_load_d
+#define CSM_LOGITS_LOADX_PART CSM_SFX(csm_load_part)
+#define CSM_LOGITS_LOADW_PART csm_load_part_d
 #define CSM_LOGITS_WIDE(v) (v)
 #include "_kernels_logits.h"
 #undef CSM_WT
@@ -134,6 +136,8 @@ static int CSM_SFX(csm_logits_few)(const CSM_XT* X, ptrdiff_t ldx, ptrdiff_t n_r
 #undef CSM_LOGITS_ZERO
 #undef CSM_LOGITS_LOADX
 #undef CSM_LOGITS_LOADW
+#undef CSM_LOGITS_LOADX_PART
+#undef CSM_LOGITS_LOADW_PART
 #undef CSM_LOGITS_WIDE
 #undef CSM_LOGITS_ROWS
 
