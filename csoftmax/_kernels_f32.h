@@ -523,11 +523,8 @@ CSM_INLINE void csm_rank_tile_tail_s(const float* X, ptrdiff_t ldx, ptrdiff_t n_
         if (n_hi > 0) csm_store_part_d(gg + CSM_VL, n_hi, csm_load_part_d(gg + CSM_VL, n_hi) + CSM_HI_HALF(g[kk]));
     }
 }
-#define CSM_RANK_TAIL_S(KB_)                                                       \
-    if (i < D) {                                                                   \
-        csm_rank_tile_tail_s(Xb, ldx, nb, i, (int)(D - i), Rs, KB_, Gk, ldg);      \
-        i = D;                                                                     \
-    }
+#define CSM_RANK_TAIL_S(KB_) \
+    if (i < D) csm_rank_tile_tail_s(Xb, ldx, nb, i, (int)(D - i), Rs, KB_, Gk, ldg);
 
 #define CSM_RANK_CASE_S(KB_)                                                              \
     case KB_:                                                                             \

@@ -28,8 +28,9 @@
  * loss and gradient of 200000 x 15 x 3 rows (6.1 -> 3.3 ms; AVX-512
  * float64, 200000 x 13 x 10: 5.9 -> 5.0 ms).
  * out[c * CSM_VL + r] = x_r . w_c.  Blocks are whole accumulators but the
- * last, so the partial sums are the same for any blocking.  When next is not NULL,
- * the same features of the rows next[r], r < n_next, are prefetched into L2. */
+ * last, so the partial sums are the same for any blocking.  When next is not
+ * NULL, the same features of the rows next[r], r < n_next, are prefetched
+ * into L2. */
 CSM_INLINE void CSM_LOGITS_TILE(
         const CSM_XT* const* x, const CSM_WT* const* w, ptrdiff_t i0, ptrdiff_t i1,
         CSM_LOGITS_ACC* acc_mem, int first, int last, const CSM_XT* const* next, int n_next, double* out)

@@ -170,30 +170,15 @@ CSM_INLINE void CSM_SFX(csm_rank_tile)(
     }
 }
 
-/* The rank update of the features [i, D) left over after whole vectors:
- * G[k, j] += sum_r R[r * rr + k * rk] X[r, j] for k < kb, rows in order. */
-static void CSM_SFX(csm_rank_tail)(
-        const CSM_XT* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t i, ptrdiff_t D,
-        const double* R, ptrdiff_t rr, ptrdiff_t rk, int kb, double* G, ptrdiff_t ldg)
-{
-    for (int kk = 0; kk < kb; kk++) {
-        double* g = G + kk * ldg;
-        for (ptrdiff_t j = i; j < D; j++) {
-            double acc = g[j];
-            for (ptrdiff_t r = 0; r < n_rows; r++) acc += R[r * rr + kk * rk] * (double)X[r * ldx + j];
-            g[j] = acc;
-        }
-    }
-}
-
 #if CSM_VL > 1
 /* As the tile with one vector, for the last rem < CSM_VL features (partial
- * loads and stores, masked where the instruction set has them): the same
- * sums in the same order as csm_rank_tail, whose chains of dependent
- * additions, one per class and feature, took most of the rank update of
- * short rows (200000 x 13 x 3 float64 rows, 5 features left over: loss and
- * gradient at 1 thread 3.8 -> 2.4 ms with AVX-512; with AVX2, 200000 x 15
- * x 3, 3 features left over: 4.0 -> 3.2 ms). */
+ * loads and stores, masked where the instruction set has them), the rows in
+ * order.  Summed one by one instead, a chain of dependent additions per
+ * class and feature, they took most of the rank update of short rows
+ * (200000 x 13 x 3 float64 rows, 5 features left over: loss and gradient at
+ * 1 thread 3.8 -> 2.4 ms with AVX-512; with AVX2, 200000 x 15 x 3, 3
+ * features left over: 4.0 -> 3.2 ms).  Without vectors (one lane) no
+ * feature is left over. */
 CSM_INLINE void CSM_SFX(csm_rank_tile_tail)(
         const CSM_XT* X, ptrdiff_t ldx, ptrdiff_t n_rows, ptrdiff_t i, int rem,
         const double* R, ptrdiff_t rr, ptrdiff_t rk, const int kb, double* G, ptrdiff_t ldg)
@@ -207,10 +192,7 @@ CSM_INLINE void CSM_SFX(csm_rank_tile_tail)(
     for (int kk = 0; kk < kb; kk++) csm_store_part_d(G + kk * ldg + i, rem, g[kk]);
 }
 #define CSM_RANK_TILE_TAIL(KB_)                                                                      \
-    if (i < D) {                                                                                     \
-        CSM_SFX(csm_rank_tile_tail)(X, ldx, n_rows, i, (int)(D - i), Rk, rr, rk, KB_, Gk, ldg);      \
-        i = D;                                                                                       \
-    }
+    if (i < D) CSM_SFX(csm_rank_tile_tail)(X, ldx, n_rows, i, (int)(D - i), Rk, rr, rk, KB_, Gk, ldg);
 #else
 #define CSM_RANK_TILE_TAIL(KB_)
 #endif
@@ -249,9 +231,8 @@ static void CSM_SFX(csm_rank_update)(
             CSM_RANK_CASE(7)
             CSM_RANK_CASE(8)
 #endif
-            default: break;
+            default: break;   /* kb <= CSM_KB: never */
         }
-        CSM_SFX(csm_rank_tail)(X, ldx, n_rows, i, D, Rk, rr, rk, kb, Gk, ldg);
     }
 }
 #undef CSM_RANK_CASE
